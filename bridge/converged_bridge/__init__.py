@@ -1,0 +1,1 @@
+"""converged bridge: WorkflowStep models, routing, Slurm and Kubernetes access, the controller."""

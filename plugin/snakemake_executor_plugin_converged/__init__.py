@@ -1,0 +1,1 @@
+"""Snakemake executor plugin: `snakemake --executor converged`."""

@@ -1,0 +1,1 @@
+"""converged resource daemon: mirrors Slurm capacity into Kubernetes and hosts the controller."""
