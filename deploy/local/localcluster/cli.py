@@ -1,0 +1,112 @@
+"""`deploy/local/cluster up|down|status|env|build` — the local converged cluster's one CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from . import kube, kueue, kwok, procs, slurm
+from .layout import HERE, Layout
+from .procs import ClusterError
+
+# Kubernetes-side components in start order; each module has up/down/health/(env).
+KUBE_SIDE = (kube, kueue, kwok)
+
+
+def build(layout: Layout) -> None:
+    """Build (or find cached) the pinned Go binaries."""
+    env = {"CONVERGED_CACHE": str(layout.cache)}
+    cp = subprocess.run(["bash", str(HERE / "build-binaries.sh")], env={**os.environ, **env})
+    if cp.returncode != 0:
+        raise ClusterError("building the Kubernetes/Kueue/kwok binaries failed (output above)")
+
+
+def up(layout: Layout) -> None:
+    start = time.monotonic()
+    layout.ensure()
+    build(layout)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        slurm_done = pool.submit(slurm.up, layout)  # Slurm comes up beside the Kubernetes side
+        for component in KUBE_SIDE:
+            component.up(layout)
+        slurm_done.result()
+    print(f"local converged cluster up in {time.monotonic() - start:.1f}s", file=sys.stderr)
+
+
+def down(layout: Layout) -> None:
+    for component in reversed(KUBE_SIDE):
+        component.down(layout)
+    slurm.down(layout)
+    left = [name for name in procs.started_names(layout) if procs.running(layout, name) is not None]
+    for name in left:  # anything else we started, by pid file
+        procs.stop(layout, name)
+
+
+def health(layout: Layout) -> list[tuple[str, bool, str]]:
+    rows: list[tuple[str, bool, str]] = []
+    for component in (*KUBE_SIDE, slurm):
+        rows += component.health(layout)
+    return rows
+
+
+def env(layout: Layout) -> dict[str, str]:
+    out = kube.env(layout)
+    out.update(slurm.env(layout))
+    out["CONVERGED_SHARED_DIR"] = str(layout.shared)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cluster", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="install what is missing, build or reuse binaries, start every component")
+    sub.add_parser("down", help="stop every process this cluster started (by pid file)")
+    st = sub.add_parser("status", help="health of each component; exit 1 if any is unhealthy")
+    st.add_argument("--json", action="store_true")
+    en = sub.add_parser("env", help="print the variables to export (KUBECONFIG, Slurm token and URLs)")
+    en.add_argument("--json", action="store_true")
+    sub.add_parser("build", help="only build or find the cached binaries")
+    args = parser.parse_args(argv)
+    layout = Layout.default()
+    try:
+        if args.command == "up":
+            up(layout)
+            return _print_status(layout, as_json=False)
+        if args.command == "down":
+            down(layout)
+            return 0
+        if args.command == "status":
+            return _print_status(layout, as_json=args.json)
+        if args.command == "env":
+            values = env(layout)
+            if args.json:
+                print(json.dumps(values, indent=2))
+            else:
+                for key, value in values.items():
+                    print(f"export {key}={shlex.quote(value)}")
+                print(f'export PATH={shlex.quote(values["CONVERGED_LOCAL_BIN"])}:"$PATH"')
+            return 0
+        if args.command == "build":
+            build(layout)
+            return 0
+    except ClusterError as e:
+        print(f"cluster {args.command}: {e}", file=sys.stderr)
+        return 1
+    return 2
+
+
+def _print_status(layout: Layout, as_json: bool) -> int:
+    rows = health(layout)
+    if as_json:
+        print(json.dumps([{"component": n, "healthy": ok, "detail": d} for n, ok, d in rows], indent=2))
+    else:
+        width = max(len(n) for n, _, _ in rows)
+        for name, ok, detail in rows:
+            print(f"{name:<{width}}  {'healthy' if ok else 'UNHEALTHY':<9}  {detail}")
+    return 0 if all(ok for _, ok, _ in rows) else 1

@@ -1,0 +1,177 @@
+"""Kueue, out of cluster: CRDs applied server-side, no webhook configurations, default queues."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import urllib.request
+from pathlib import Path
+
+from . import kube, kubeconfig, pki, procs
+from .layout import Layout
+from .procs import Daemon
+
+METRICS_CERT_DIR = Path("/etc/kueue/metrics/certs")  # fixed in Kueue's main.go when internal certs are off
+FRAMEWORKS = ["batch/job"]
+
+
+def build_config(layout: Layout, cert_dir: Path) -> dict[str, object]:
+    p = layout.ports
+    return {
+        "apiVersion": "config.kueue.x-k8s.io/v1beta1",
+        "kind": "Configuration",
+        "namespace": "kueue-system",
+        "health": {"healthProbeBindAddress": f"127.0.0.1:{p.kueue_health}"},
+        "metrics": {"bindAddress": f"127.0.0.1:{p.kueue_metrics}"},
+        "webhook": {"port": p.kueue_webhook, "host": "127.0.0.1", "certDir": str(cert_dir)},
+        "leaderElection": {"leaderElect": False},
+        "internalCertManagement": {"enable": False},
+        "manageJobsWithoutQueueName": False,
+        "clientConnection": {"qps": 200, "burst": 400},
+        "integrations": {"frameworks": FRAMEWORKS},
+        # the visibility API needs an APIService served in-cluster; we run outside
+        "featureGates": {"VisibilityOnDemand": False},
+    }
+
+
+def build_queues() -> dict[str, object]:
+    """Default flavors and queues over the kwok nodes (see kwok.build_node).
+
+    Flavor `kwok` (3 CPU nodes) is tried first; a request for nvidia.com/gpu only fits `kwok-gpu`.
+    """
+    toleration = {"key": "kwok.x-k8s.io/node", "operator": "Equal", "value": "fake", "effect": "NoSchedule"}
+
+    def flavor(name: str, labels: dict[str, str]) -> dict[str, object]:
+        return {
+            "apiVersion": "kueue.x-k8s.io/v1beta1",
+            "kind": "ResourceFlavor",
+            "metadata": {"name": name},
+            "spec": {"nodeLabels": labels, "tolerations": [toleration]},
+        }
+
+    def quota(name: str, cpu: str, mem: str, gpu: str) -> dict[str, object]:
+        return {
+            "name": name,
+            "resources": [
+                {"name": "cpu", "nominalQuota": cpu},
+                {"name": "memory", "nominalQuota": mem},
+                {"name": "nvidia.com/gpu", "nominalQuota": gpu},
+            ],
+        }
+
+    items: list[dict[str, object]] = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kueue-system"}},
+        flavor("kwok", {"converged.dev/node-kind": "kwok"}),
+        flavor("kwok-gpu", {"converged.dev/node-kind": "kwok", "converged.dev/gpu-model": "a100"}),
+        {
+            "apiVersion": "kueue.x-k8s.io/v1beta1",
+            "kind": "ClusterQueue",
+            "metadata": {"name": "default"},
+            "spec": {
+                "namespaceSelector": {},
+                "queueingStrategy": "BestEffortFIFO",
+                "resourceGroups": [
+                    {
+                        "coveredResources": ["cpu", "memory", "nvidia.com/gpu"],
+                        "flavors": [quota("kwok", "24", "96Gi", "0"), quota("kwok-gpu", "8", "32Gi", "2")],
+                    }
+                ],
+            },
+        },
+        {
+            "apiVersion": "kueue.x-k8s.io/v1beta1",
+            "kind": "LocalQueue",
+            "metadata": {"name": "default", "namespace": "default"},
+            "spec": {"clusterQueue": "default"},
+        },
+    ]
+    return {"apiVersion": "v1", "kind": "List", "items": items}
+
+
+def _install_certs(layout: Layout, cert_dir: Path) -> None:
+    for d in (cert_dir, METRICS_CERT_DIR):
+        d.mkdir(parents=True, exist_ok=True)
+        for src, dst in (("webhook.crt", "tls.crt"), ("webhook.key", "tls.key")):
+            if not (d / dst).exists() or (d / dst).read_bytes() != (layout.pki / src).read_bytes():
+                shutil.copyfile(layout.pki / src, d / dst)
+
+
+def _daemon(layout: Layout, config: Path) -> Daemon:
+    return Daemon(
+        "kueue",
+        [str(layout.bin("kueue", "kueue")), f"--config={config}", "--zap-log-level=info"],
+        env={"KUBECONFIG": str(kubeconfig.for_identity(layout, "kueue"))},
+    )
+
+
+def ready(layout: Layout) -> bool:
+    url = f"http://127.0.0.1:{layout.ports.kueue_health}/readyz"
+    try:
+        with urllib.request.urlopen(url, timeout=3) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+def up(layout: Layout) -> None:
+    work = layout.component_dir("kueue")
+    work.mkdir(parents=True, exist_ok=True)
+    pki.ensure_all(layout.pki)
+    crds = layout.cached("kueue", "crds")
+    kube.kubectl(
+        layout,
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager=converged-local",
+        "-f",
+        str(crds),
+    )
+    kube.kubectl(layout, "wait", "--for=condition=Established", "--timeout=60s", "-f", str(crds))
+    cert_dir = work / "certs"
+    _install_certs(layout, cert_dir)
+    config = work / "config.json"
+    text = json.dumps(build_config(layout, cert_dir), indent=2) + "\n"
+    if not config.exists() or config.read_text() != text:
+        config.write_text(text)
+        procs.stop(layout, "kueue")  # restart on a changed configuration
+    procs.start(layout, _daemon(layout, config))
+    procs.wait_until("kueue", lambda: ready(layout), 90, procs.log_path(layout, "kueue"))
+    kube.kubectl(
+        layout,
+        "apply",
+        "--server-side",
+        "--field-manager=converged-local",
+        "-f",
+        "-",
+        input=json.dumps(build_queues()),
+    )
+    procs.wait_until(
+        "ClusterQueue default Active", lambda: _cq_active(layout), 60, procs.log_path(layout, "kueue")
+    )
+
+
+def _cq_active(layout: Layout) -> bool:
+    cq = json.loads(kube.kubectl(layout, "get", "clusterqueue", "default", "-o", "json"))
+    return any(
+        c["type"] == "Active" and c["status"] == "True" for c in cq.get("status", {}).get("conditions", [])
+    )
+
+
+def down(layout: Layout) -> None:
+    procs.stop(layout, "kueue")
+
+
+def health(layout: Layout) -> list[tuple[str, bool, str]]:
+    good = ready(layout)
+    detail = "readyz ok" if good else "readyz failing"
+    if good:
+        try:
+            active = _cq_active(layout)
+        except procs.ClusterError:
+            active = False
+        good, detail = (
+            active,
+            ("ClusterQueue default Active" if active else "ClusterQueue default not Active"),
+        )
+    return [("kueue", good, detail)]
