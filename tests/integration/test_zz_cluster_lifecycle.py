@@ -81,7 +81,7 @@ def test_down_leaves_no_process_of_ours_and_up_restores(cluster_env: dict[str, s
     assert our_processes(cache), "the cluster should be running before down"
     # a running job's slurmstepd must not outlive `down` either
     job = subprocess.run(
-        ["sbatch", "--parsable", "--partition=cpu", "--wrap=sleep 300"],
+        ["sbatch", "--parsable", "--partition=cpu", "--output=/dev/null", "--chdir=/tmp", "--wrap=sleep 300"],
         capture_output=True,
         text=True,
         check=True,
