@@ -1,0 +1,1 @@
+"""Slurm backend: batch scripts for steps (pure) and, later, the Slurm transports."""
