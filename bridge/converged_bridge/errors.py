@@ -14,3 +14,19 @@ class InvalidStep(ValueError):
         super().__init__(f"{field}: {problem}")
         self.field = field
         self.problem = problem
+
+
+class BackendError(RuntimeError):
+    """A backend (Slurm or Kubernetes) did not do what was asked; `codes` are its error numbers."""
+
+    def __init__(self, message: str, codes: tuple[int, ...] = ()) -> None:
+        super().__init__(message)
+        self.codes = codes
+
+
+class TransientBackendError(BackendError):
+    """Worth retrying: the backend was unreachable, busy or timed out."""
+
+
+class PermanentBackendError(BackendError):
+    """Retrying cannot help: the backend refused the request (bad input, no permission, no such job)."""

@@ -27,8 +27,8 @@ from converged_bridge.api.slurmcluster import SlurmClusterSpec
 from converged_bridge.api.workflowstep import WorkflowStep
 from converged_bridge.errors import InvalidStep
 from converged_bridge.slurm.container import LaunchRequest, build_container_launch
+from converged_bridge.slurm.jobs import COMMENT_PREFIX
 
-COMMENT_PREFIX = "converged:"
 JOB_NAME_MAX = 100
 _SLURM_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -242,7 +242,10 @@ def slurm_conf(layout: Layout) -> str:
         "MessageTimeout=10",
         "KillWait=5",
         "InactiveLimit=0",
-        "MinJobAge=300",
+        # finished jobs stay visible to squeue/slurmrestd for an hour: status reads need no sacct
+        "MinJobAge=3600",
+        # keep --comment (converged:<step uid>, the exactly-once marker) in accounting too
+        "AccountingStoreFlags=job_comment",
         "SlurmctldTimeout=30",
         "SlurmdTimeout=60",
         "MailProg=/bin/true",
