@@ -26,12 +26,19 @@ def cluster(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return cp
 
 
+class ClusterEnv(dict[str, str]):
+    """The variables of `cluster env`; its repr hides secrets, so a test log never shows a token."""
+
+    def __repr__(self) -> str:
+        return repr({k: ("<redacted>" if "JWT" in k or "TOKEN" in k else v) for k, v in self.items()})
+
+
 @pytest.fixture(scope="session")
 def cluster_env() -> Iterator[dict[str, str]]:
     started = cluster("status", check=False).returncode != 0
     if started:
         cluster("up")
-    values: dict[str, str] = json.loads(cluster("env", "--json").stdout)
+    values = ClusterEnv(json.loads(cluster("env", "--json").stdout))
     yield values
     if started and os.environ.get("CONVERGED_KEEP_CLUSTER") != "1":
         cluster("down", check=False)

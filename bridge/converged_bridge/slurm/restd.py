@@ -141,7 +141,7 @@ class RestdTransport:
         self._dialect: Dialect | None = None
         self.requests = 0  # HTTP requests made, for benchmarks and tests
 
-    # --- the SlurmTransport interface ---------------------------------------------------------------------
+    # --- the SlurmTransport interface ---
     def server_version(self) -> str:
         doc = self._call("GET", f"/slurm/{self.dialect.version}/ping", self._service_user)
         release = doc.get("meta", {}).get("Slurm", {}).get("release")
@@ -172,7 +172,7 @@ class RestdTransport:
     def close(self) -> None:
         self._client.close()
 
-    # --- plumbing -------------------------------------------------------------------------------------------
+    # --- plumbing ---
     @property
     def dialect(self) -> Dialect:
         if self._dialect is None:

@@ -40,6 +40,7 @@ PACKAGES: list[str] = [
 
 CLUSTER = "converged"
 ACCOUNT = "default"
+STEP_USERS = ("alice", "bob")  # separate Unix users for steps of different namespaces
 SLURM_USER = "slurm"
 MUNGE_USER = "munge"
 MYSQL_USER = "mysql"
@@ -586,11 +587,19 @@ def _register_accounting() -> None:
                 "organization=converged",
             ]
         )
-    assoc = ("association", f"cluster={CLUSTER}", f"account={ACCOUNT}", "user=root", "format=user")
-    if not _sacctmgr_list(*assoc):
-        procs.run(["sacctmgr", "-i", "add", "user", "root", f"account={ACCOUNT}", f"cluster={CLUSTER}"])
-    if _sacctmgr_list("user", "root", "format=defaultaccount") != [ACCOUNT]:
-        procs.run(["sacctmgr", "-i", "modify", "user", "root", "set", f"defaultaccount={ACCOUNT}"])
+    for user in ("root", *STEP_USERS):
+        assoc = ("association", f"cluster={CLUSTER}", f"account={ACCOUNT}", f"user={user}", "format=user")
+        if not _sacctmgr_list(*assoc):
+            procs.run(["sacctmgr", "-i", "add", "user", user, f"account={ACCOUNT}", f"cluster={CLUSTER}"])
+        if _sacctmgr_list("user", user, "format=defaultaccount") != [ACCOUNT]:
+            procs.run(["sacctmgr", "-i", "modify", "user", user, "set", f"defaultaccount={ACCOUNT}"])
+
+
+def _ensure_step_users() -> None:
+    """Unix users that steps of different namespaces run as (the identity tests map them)."""
+    for user in STEP_USERS:
+        if subprocess.run(["getent", "passwd", user], capture_output=True).returncode != 0:
+            procs.run(["useradd", "--create-home", "--shell", "/bin/bash", "--user-group", user])
 
 
 # ---------------------------------------------------------------- public API
@@ -689,6 +698,7 @@ def up(layout: Layout) -> None:
     if "mariadb" in changed or procs.running(layout, "slurmdbd") is None:
         _grant_slurm_db_user(layout)
     _start_and_wait(layout, _slurmdbd(), probe_slurmdbd, 180)
+    _ensure_step_users()
     _register_accounting()
     _start_and_wait(layout, _slurmctld(), probe_slurmctld, 90)
     _up_nodes(layout)

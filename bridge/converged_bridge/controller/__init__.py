@@ -1,0 +1,1 @@
+"""The WorkflowStep controller: pure decisions (status, reconcile plans) and the loop applying them."""

@@ -1,0 +1,73 @@
+"""`converged-controller`: run the WorkflowStep controller as a long-running process."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from dataclasses import fields
+from types import FrameType
+
+from converged_bridge.controller.runner import Controller, ControllerSettings
+from converged_bridge.kube.access import KubeAccess, load_api_client
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message (and the exception, if any)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            doc["exception"] = self.formatException(record.exc_info)
+        return json.dumps(doc)
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, ControllerSettings]:
+    parser = argparse.ArgumentParser(prog="converged-controller", description=__doc__)
+    parser.add_argument(
+        "--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)"
+    )
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    defaults = ControllerSettings()
+    helps = {
+        "poll_interval": "seconds between Slurm job listings (one query per cluster)",
+        "cluster_refresh": "seconds between re-reads of SlurmCluster objects",
+        "namespace": "watch only this namespace (default: all)",
+        "log_dir": "directory for Slurm logs of steps without a workingDir",
+        "watch_timeout": "seconds a WATCH stays open before it is renewed",
+    }
+    for f in fields(ControllerSettings):
+        default = getattr(defaults, f.name)
+        kind = type(default) if default is not None else str
+        parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=default, help=helps[f.name])
+    args = parser.parse_args(argv)
+    settings = ControllerSettings(**{f.name: getattr(args, f.name) for f in fields(ControllerSettings)})
+    return args, settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, settings = parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
+    controller = Controller(KubeAccess(load_api_client(args.kubeconfig)), settings)
+
+    def shutdown(signum: int, frame: FrameType | None) -> None:
+        logging.getLogger("converged.controller").info("signal %s: stopping", signum)
+        controller.stop()
+
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
+    controller.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,433 @@
+"""The WorkflowStep controller loop.
+
+Reads: one LIST then one WATCH of WorkflowSteps (in a watcher thread), SlurmClusters every
+`cluster_refresh` seconds, and one Slurm job listing per cluster per `poll_interval` — never a
+request per step. Writes: finalizers, status (only when it changed) and events, all through
+`apply_intents`. Runs as a process (`python -m converged_bridge.controller`) or embedded in another
+Python process (`Controller.start()` / `stop()`), from the same code.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from converged_bridge.api.slurmcluster import SlurmClusterSpec
+from converged_bridge.api.workflowstep import Backend, Phase, WorkflowStep
+from converged_bridge.controller.intents import (
+    FINALIZER,
+    AddFinalizer,
+    CancelSlurmJob,
+    Emit,
+    Intent,
+    RemoveFinalizer,
+    SubmitSlurmJob,
+    WriteStatus,
+)
+from converged_bridge.controller.slurm_reconcile import SlurmView, plan_slurm_step
+from converged_bridge.controller.slurm_shell import (
+    build_transport,
+    prepare_dir,
+    read_log_tail,
+    write_private_file,
+)
+from converged_bridge.controller.status import TERMINAL_PHASES, build_status, is_finished
+from converged_bridge.errors import BackendError, PermanentBackendError, TransientBackendError
+from converged_bridge.kube.access import Conflict, KubeAccess, NotFound
+from converged_bridge.slurm.batch_script import build_secret_env_file
+from converged_bridge.slurm.jobs import SlurmJob, index_by_step
+from converged_bridge.slurm.transport import SlurmTransport
+
+log = logging.getLogger("converged.controller")
+
+
+@dataclass(frozen=True)
+class ControllerSettings:
+    """How the controller runs. Every field has a command-line flag of the same name."""
+
+    poll_interval: float = 2.0  # seconds between Slurm job listings (one query per cluster)
+    cluster_refresh: float = 30.0  # seconds between re-reads of SlurmCluster objects
+    namespace: str | None = None  # watch one namespace, or all
+    log_dir: str = "/tmp/converged"  # where Slurm logs go for steps without a workingDir
+    watch_timeout: int = 300  # seconds a WATCH stays open before it is renewed
+
+
+TransportFactory = Callable[[str, SlurmClusterSpec, Callable[[str, str, str], str]], SlurmTransport]
+
+
+class Controller:
+    def __init__(
+        self,
+        kube: KubeAccess,
+        settings: ControllerSettings | None = None,
+        *,
+        transport_factory: TransportFactory = build_transport,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.kube = kube
+        self.settings = settings or ControllerSettings()
+        self._transport_factory = transport_factory
+        self._clock = clock
+        self.steps: dict[str, dict[str, Any]] = {}  # uid -> latest object seen
+        self.clusters: dict[str, SlurmClusterSpec] = {}
+        self._transports: dict[str, tuple[SlurmTransport, SlurmClusterSpec]] = {}
+        self._snapshots: dict[str, dict[str, SlurmJob]] = {}  # cluster -> step uid -> job
+        self._snapshot_seq: dict[str, int] = {}  # cluster -> count of successful listings
+        self._submitted: dict[str, int] = {}  # uid -> job id, until the listing shows the job
+        self._attempted: dict[str, int] = {}  # uid -> snapshot seq at the last submit attempt
+        self._clusters_read_at = 0.0
+        self._events: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._stop = threading.Event()
+        self._synced = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.slurm_queries = 0  # Slurm listings made, for benchmarks and tests
+        self.cycles = 0
+
+    # --- hosting ---
+    def start(self) -> None:
+        """Run in background threads (embedded mode); returns once the first LIST is in."""
+        loop = threading.Thread(target=self.run, name="converged-controller", daemon=True)
+        self._threads.append(loop)
+        loop.start()
+        self._synced.wait(timeout=60)
+
+    def stop(self, timeout: float = 10) -> None:
+        self._stop.set()
+        self._events.put(("STOP", None))
+        for t in self._threads:
+            t.join(timeout)
+        for transport, _ in self._transports.values():
+            transport.close()
+
+    def run(self) -> None:
+        """The loop; returns when stop() is called."""
+        watcher = threading.Thread(target=self._watch, name="converged-watch", daemon=True)
+        self._threads.append(watcher)
+        watcher.start()
+        next_poll = 0.0
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if self._synced.is_set() and now >= next_poll:
+                self._guard(self._poll_and_reconcile)
+                next_poll = time.monotonic() + self.settings.poll_interval
+            try:
+                kind, obj = self._events.get(timeout=max(0.0, next_poll - time.monotonic()))
+            except queue.Empty:
+                continue
+            self._guard(partial(self._on_event, kind, obj))
+
+    def _guard(self, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except Exception:
+            log.exception("controller cycle failed; continuing")
+
+    # --- reading the API ---
+    def _watch(self) -> None:
+        """LIST, then WATCH from its resourceVersion; LIST again when the watch expires (410)."""
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                items, rv = self.kube.list_steps(self.settings.namespace)
+                self._events.put(("SYNC", items))
+                backoff = 0.5
+                while not self._stop.is_set():
+                    expired = False
+                    for kind, obj in self.kube.watch_steps(
+                        rv, self.settings.namespace, self.settings.watch_timeout
+                    ):
+                        if kind == "ERROR":
+                            expired = True
+                            break
+                        rv = obj.get("metadata", {}).get("resourceVersion", rv)
+                        if kind != "BOOKMARK":
+                            self._events.put((kind, obj))
+                        if self._stop.is_set():
+                            return
+                    if expired:
+                        break
+            except BackendError as e:
+                log.warning("watching WorkflowSteps failed, retrying in %.1fs: %s", backoff, e)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+
+    def _on_event(self, kind: str, obj: Any) -> None:
+        if kind == "STOP":
+            return
+        if kind == "SYNC":
+            self.steps = {o["metadata"]["uid"]: o for o in obj}
+            self._synced.set()
+            return
+        uid = obj["metadata"]["uid"]
+        if kind == "DELETED":
+            self.steps.pop(uid, None)
+            self._submitted.pop(uid, None)
+            self._attempted.pop(uid, None)
+            return
+        self.steps[uid] = obj
+        self._reconcile(uid)
+
+    def _refresh_clusters(self, force: bool = False) -> None:
+        if not force and time.monotonic() - self._clusters_read_at < self.settings.cluster_refresh:
+            return
+        self._clusters_read_at = time.monotonic()
+        clusters = {}
+        for obj in self.kube.list_slurm_clusters():
+            try:
+                clusters[obj["metadata"]["name"]] = SlurmClusterSpec.model_validate(obj.get("spec", {}))
+            except ValidationError as e:
+                log.warning("SlurmCluster %s is invalid: %s", obj["metadata"]["name"], e)
+        self.clusters = clusters
+
+    def _transport(self, name: str) -> SlurmTransport | None:
+        spec = self.clusters.get(name)
+        if spec is None:
+            return None
+        held = self._transports.get(name)
+        if held is not None and held[1] == spec:
+            return held[0]
+        if held is not None:
+            held[0].close()
+        transport = self._transport_factory(name, spec, self.kube.read_secret_key)
+        self._transports[name] = (transport, spec)
+        return transport
+
+    # --- the cycle ---
+    def _poll_and_reconcile(self) -> None:
+        self.cycles += 1
+        self._refresh_clusters()
+        wanted = {name for step in self._slurm_steps() if (name := _cluster_of(step)) and _needs_slurm(step)}
+        for name in sorted(wanted):
+            transport = self._transport(name)
+            if transport is None:
+                continue
+            try:
+                jobs = transport.list_jobs()
+            except BackendError as e:
+                log.warning("listing Slurm jobs of %s failed: %s", name, e)
+                self._snapshots.pop(name, None)  # never decide on a stale listing
+                continue
+            self.slurm_queries += 1
+            self._snapshots[name] = index_by_step(jobs)
+            self._snapshot_seq[name] = self._snapshot_seq.get(name, 0) + 1
+        for uid in list(self.steps):
+            self._reconcile(uid)
+
+    def _slurm_steps(self) -> list[WorkflowStep]:
+        out = []
+        for obj in self.steps.values():
+            if obj.get("spec", {}).get("backend") == Backend.SLURM.value:
+                try:
+                    out.append(WorkflowStep.model_validate(obj))
+                except ValidationError:
+                    continue
+        return out
+
+    def _reconcile(self, uid: str) -> None:
+        obj = self.steps.get(uid)
+        if obj is None or obj.get("spec", {}).get("backend") != Backend.SLURM.value:
+            return
+        try:
+            step = WorkflowStep.model_validate(obj)
+        except ValidationError as e:
+            self._refuse_invalid(obj, e)
+            return
+        name = _cluster_of(step) or ""
+        if name not in self.clusters and step.metadata.deletion_timestamp is None and not is_finished(step):
+            self._refresh_clusters(force=time.monotonic() - self._clusters_read_at > 1.0)
+        spec = self.clusters.get(name)
+        snapshot = self._snapshots.get(name)
+        deleting = step.metadata.deletion_timestamp is not None
+        if spec is not None and snapshot is None and not is_finished(step) and not deleting:
+            return  # no fresh listing of this cluster yet: decide after the next poll
+        job = (snapshot or {}).get(uid)
+        if job is not None:
+            self._submitted.pop(uid, None)
+        log_dir = _log_dir(step, self.settings.log_dir)
+        tail = (
+            read_log_tail(job.stdout) if job and job.terminal and job.exit_code != 0 and job.stdout else None
+        )
+        view = SlurmView(
+            cluster_name=name,
+            cluster=spec,
+            job=job,
+            submitted_job_id=self._submitted.get(uid),
+            log_dir=log_dir,
+            now=self._clock(),
+            log_tail=tail,
+        )
+        intents = plan_slurm_step(step, view)
+        if any(isinstance(i, SubmitSlurmJob) for i in intents) and not self._may_submit(uid, name):
+            intents = [i for i in intents if not isinstance(i, SubmitSlurmJob)]
+        self.apply_intents(uid, intents)
+
+    def _may_submit(self, uid: str, cluster: str) -> bool:
+        """Exactly once: only against a listing taken after this step's last submit attempt."""
+        if uid in self._submitted:
+            return False
+        seq = self._snapshot_seq.get(cluster)
+        return seq is not None and seq > self._attempted.get(uid, -1)
+
+    # --- the one place that changes the world ---
+    def apply_intents(self, uid: str, intents: list[Intent]) -> None:
+        for intent in intents:
+            obj = self.steps.get(uid)
+            if obj is None:
+                return
+            meta = obj["metadata"]
+            ns, name = meta["namespace"], meta["name"]
+            try:
+                if isinstance(intent, AddFinalizer):
+                    fins = [*meta.get("finalizers", []), FINALIZER]
+                    self.steps[uid] = self.kube.patch_step_finalizers(
+                        ns, name, fins, meta.get("resourceVersion")
+                    )
+                elif isinstance(intent, RemoveFinalizer):
+                    fins = [f for f in meta.get("finalizers", []) if f != FINALIZER]
+                    self.kube.patch_step_finalizers(ns, name, fins, meta.get("resourceVersion"))
+                elif isinstance(intent, WriteStatus):
+                    status = intent.status.model_dump(mode="json", by_alias=True, exclude_none=True)
+                    self.steps[uid] = self.kube.patch_step_status(ns, name, status)
+                    if intent.status.phase in TERMINAL_PHASES:
+                        _remove_secret_file(obj, self.settings.log_dir)
+                elif isinstance(intent, Emit):
+                    self._emit(obj, intent)
+                elif isinstance(intent, SubmitSlurmJob):
+                    self._submit(uid, obj, intent)
+                    return  # _submit reconciles again with the job id
+                elif isinstance(intent, CancelSlurmJob) and not self._cancel(intent):
+                    return  # keep the finalizer until the cancel goes through
+            except NotFound:
+                self.steps.pop(uid, None)
+                return
+            except Conflict:
+                return  # the watch brings the newer object; decide again then
+            except BackendError as e:
+                log.warning("step %s/%s: %s failed: %s", ns, name, type(intent).__name__, e)
+                return
+
+    def _emit(self, obj: dict[str, Any], intent: Emit) -> None:
+        try:
+            self.kube.emit_event(obj, intent.type, intent.reason, intent.message)
+        except BackendError as e:
+            log.info("event %s for %s not recorded: %s", intent.reason, obj["metadata"]["name"], e)
+
+    def _submit(self, uid: str, obj: dict[str, Any], intent: SubmitSlurmJob) -> None:
+        transport = self._transport(intent.cluster)
+        if transport is None:
+            return
+        sub = intent.submission
+        self._attempted[uid] = self._snapshot_seq.get(intent.cluster, 0)
+        step = WorkflowStep.model_validate(obj)
+        try:
+            prepare_dir(intent.log_dir, sub.user)
+            if intent.secret_env_file:
+                values = {
+                    e.name: self.kube.read_secret_key(
+                        step.metadata.namespace or "",
+                        e.value_from.secret_key_ref.name,
+                        e.value_from.secret_key_ref.key,
+                    )
+                    for e in step.spec.env
+                    if e.value_from is not None
+                }
+                write_private_file(intent.secret_env_file, build_secret_env_file(values), sub.user)
+            job_id = transport.submit(sub)
+        except TransientBackendError as e:
+            log.warning("submitting step %s failed, will retry after the next listing: %s", uid, e)
+            return
+        except PermanentBackendError as e:
+            message = f"Slurm refused the job: {e}"
+            failed = build_status(
+                step, phase=Phase.FAILED, reason="SubmitFailed", message=message, now=self._clock()
+            )
+            self.apply_intents(uid, [WriteStatus(failed), Emit("Warning", "SubmitFailed", message)])
+            return
+        log.info(
+            "step %s/%s submitted as Slurm job %s/%s",
+            step.metadata.namespace,
+            step.metadata.name,
+            intent.cluster,
+            job_id,
+        )
+        self._submitted[uid] = job_id
+        self._reconcile(uid)
+
+    def _cancel(self, intent: CancelSlurmJob) -> bool:
+        transport = self._transport(intent.cluster)
+        if transport is None:
+            return True
+        try:
+            transport.cancel(intent.job_id, intent.user)
+        except TransientBackendError as e:
+            log.warning("cancelling Slurm job %s/%s failed, will retry: %s", intent.cluster, intent.job_id, e)
+            return False
+        except PermanentBackendError as e:
+            log.warning("cancelling Slurm job %s/%s refused: %s", intent.cluster, intent.job_id, e)
+        return True
+
+    def _refuse_invalid(self, obj: dict[str, Any], error: ValidationError) -> None:
+        status = obj.get("status") or {}
+        if status.get("phase") == Phase.FAILED.value:
+            return
+        message = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in error.errors()
+        )[:2000]
+        meta = obj["metadata"]
+        now = self._clock().isoformat()
+        patch = {
+            "phase": Phase.FAILED.value,
+            "reason": "InvalidSpec",
+            "message": message,
+            "observedGeneration": meta.get("generation"),
+            "conditions": [
+                {
+                    "type": "Finished",
+                    "status": "True",
+                    "reason": "InvalidSpec",
+                    "message": message,
+                    "lastTransitionTime": now,
+                    "observedGeneration": meta.get("generation"),
+                }
+            ],
+        }
+        try:
+            self.kube.patch_step_status(meta["namespace"], meta["name"], patch)
+            self.kube.emit_event(obj, "Warning", "InvalidSpec", message)
+        except BackendError as e:
+            log.warning("could not report invalid step %s: %s", meta["name"], e)
+
+
+def _cluster_of(step: WorkflowStep) -> str | None:
+    return step.spec.slurm.cluster if step.spec.slurm else None
+
+
+def _needs_slurm(step: WorkflowStep) -> bool:
+    return not is_finished(step) or step.metadata.deletion_timestamp is not None
+
+
+def _log_dir(step: WorkflowStep, default: str) -> str:
+    if step.spec.working_dir:
+        return f"{step.spec.working_dir.rstrip('/')}/.converged/logs"
+    return default
+
+
+def _remove_secret_file(obj: dict[str, Any], default_log_dir: str) -> None:
+    try:
+        step = WorkflowStep.model_validate(obj)
+    except ValidationError:
+        return
+    if not any(e.value_from is not None for e in step.spec.env):
+        return
+    path = Path(_log_dir(step, default_log_dir)) / ".secrets" / f"{step.metadata.uid}.env"
+    path.unlink(missing_ok=True)

@@ -1,0 +1,186 @@
+"""The Slurm backend's reconcile decision for one WorkflowStep (pure: snapshot in, intents out)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from converged_bridge.api.slurmcluster import SlurmClusterSpec
+from converged_bridge.api.workflowstep import BackendRef, Phase, WorkflowStep
+from converged_bridge.controller.intents import (
+    FINALIZER,
+    AddFinalizer,
+    CancelSlurmJob,
+    Emit,
+    Intent,
+    RemoveFinalizer,
+    SubmitSlurmJob,
+    WriteStatus,
+)
+from converged_bridge.controller.slurm_status import map_slurm_job
+from converged_bridge.controller.status import build_status, is_finished, same_status
+from converged_bridge.errors import InvalidStep
+from converged_bridge.slurm.batch_script import build_batch_options, build_batch_script, build_log_path
+from converged_bridge.slurm.jobs import SlurmJob
+from converged_bridge.slurm.transport import Submission
+
+
+@dataclass(frozen=True)
+class SlurmView:
+    """What the controller knows, this cycle, about the Slurm side of one step."""
+
+    cluster_name: str
+    cluster: SlurmClusterSpec | None  # None: no SlurmCluster of that name
+    job: SlurmJob | None  # the job carrying this step's UID in the latest listing
+    submitted_job_id: int | None  # submitted by this process, not listed yet
+    log_dir: str
+    now: datetime
+    log_tail: str | None = None  # tail of the job's log, read by the shell when the job failed
+
+
+def resolve_user(cluster: SlurmClusterSpec, namespace: str) -> str | None:
+    """The Slurm user that runs the steps of `namespace`, per the SlurmCluster's userMapping."""
+    return next((m.user for m in cluster.user_mapping if m.namespace == namespace), None)
+
+
+def secret_env_path(log_dir: str, uid: str) -> str:
+    return f"{log_dir.rstrip('/')}/.secrets/{uid}.env"
+
+
+def plan_slurm_step(step: WorkflowStep, view: SlurmView) -> list[Intent]:
+    """Intents that move `step` toward its Slurm job's truth. Order matters; apply in sequence."""
+    meta = step.metadata
+    has_finalizer = FINALIZER in meta.finalizers
+    job = view.job
+    user = resolve_user(view.cluster, meta.namespace or "") if view.cluster else None
+
+    if meta.deletion_timestamp is not None:
+        intents: list[Intent] = []
+        job_id = job.job_id if job is not None and not job.terminal else None
+        if job is None and view.submitted_job_id is not None:
+            job_id = view.submitted_job_id
+        if job_id is not None and user is not None:
+            intents.append(CancelSlurmJob(view.cluster_name, job_id, user))
+            intents.append(Emit("Normal", "Cancelling", f"cancelling Slurm job {view.cluster_name}/{job_id}"))
+        if has_finalizer:
+            intents.append(RemoveFinalizer())
+        return intents
+
+    if is_finished(step):
+        return []
+    intents = [] if has_finalizer else [AddFinalizer()]
+
+    if job is None and view.submitted_job_id is not None:
+        ref = BackendRef.for_slurm_job(view.cluster_name, view.submitted_job_id)
+        return intents + _status(
+            step, view, Phase.QUEUED, "Submitted", f"submitted as {ref.display}", ref=ref
+        )
+
+    if job is not None:
+        outcome = map_slurm_job(job, view.cluster_name)
+        ref = BackendRef.for_slurm_job(view.cluster_name, job.job_id)
+        failed = outcome.phase in (Phase.FAILED, Phase.CANCELLED)
+        return intents + _status(
+            step,
+            view,
+            outcome.phase,
+            outcome.reason,
+            outcome.message,
+            ref=ref,
+            exit_code=job.exit_code,
+            start=job.start_time,
+            end=job.end_time,
+            log_path=job.stdout or None,
+            log_tail=view.log_tail if failed else None,
+        )
+
+    if step.status.backend_ref is not None and step.status.backend_ref.job_id is not None:
+        ref = step.status.backend_ref
+        return intents + _status(
+            step,
+            view,
+            Phase.FAILED,
+            "JobNotFound",
+            f"Slurm no longer knows {ref.display}: it ended longer ago than slurmctld keeps jobs (MinJobAge)",
+        )
+
+    # not submitted yet: check everything, then submit exactly once
+    refusal = _refusal(step, view, user)
+    if refusal is not None:
+        reason, message = refusal
+        return (
+            intents + _status(step, view, Phase.FAILED, reason, message) + [Emit("Warning", reason, message)]
+        )
+    if view.cluster is None or user is None:  # _refusal covered both; this narrows the types
+        return intents
+    uid = meta.uid or ""
+    has_secrets = any(e.value_from is not None for e in step.spec.env)
+    secret_file = secret_env_path(view.log_dir, uid) if has_secrets else None
+    try:
+        options = build_batch_options(step, view.cluster, uid=uid, log_dir=view.log_dir)
+        script = build_batch_script(
+            step, view.cluster, uid=uid, log_dir=view.log_dir, secret_env_file=secret_file
+        )
+    except InvalidStep as e:
+        message = f"invalid for Slurm: {e}"
+        return (
+            intents
+            + _status(step, view, Phase.FAILED, "InvalidSpec", message)
+            + [Emit("Warning", "InvalidSpec", message)]
+        )
+    working_dir = step.spec.working_dir or view.log_dir
+    submission = Submission(script=script, options=options, working_dir=working_dir, user=user)
+    return [*intents, SubmitSlurmJob(view.cluster_name, submission, view.log_dir, secret_file)]
+
+
+def _refusal(step: WorkflowStep, view: SlurmView, user: str | None) -> tuple[str, str] | None:
+    """Why `step` cannot be submitted at all, if it cannot."""
+    if view.cluster is None:
+        return "UnknownSlurmCluster", f"there is no SlurmCluster named {view.cluster_name!r}"
+    if user is None:
+        return (
+            "NoUserMapping",
+            f"SlurmCluster {view.cluster_name!r} maps no Slurm user to namespace {step.metadata.namespace!r}",
+        )
+    if not step.metadata.uid:
+        return "InvalidSpec", "the step has no metadata.uid"
+    return None
+
+
+def _status(
+    step: WorkflowStep,
+    view: SlurmView,
+    phase: Phase,
+    reason: str | None,
+    message: str,
+    *,
+    ref: BackendRef | None = None,
+    exit_code: int | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    log_path: str | None = None,
+    log_tail: str | None = None,
+) -> list[Intent]:
+    """WriteStatus (and an event on a phase change) when the status differs from what is stored."""
+    if phase in (Phase.FAILED, Phase.CANCELLED, Phase.SUCCEEDED) and end is None:
+        end = view.now
+    new = build_status(
+        step,
+        phase=phase,
+        reason=reason,
+        message=message,
+        now=view.now,
+        backend_ref=ref,
+        exit_code=exit_code,
+        start_time=start,
+        completion_time=end if phase in (Phase.FAILED, Phase.CANCELLED, Phase.SUCCEEDED) else None,
+        log_path=log_path
+        or (build_log_path(view.log_dir, step.metadata.uid) if ref and step.metadata.uid else None),
+        log_tail=log_tail,
+    )
+    if same_status(new, step.status):
+        return []
+    out: list[Intent] = [WriteStatus(new)]
+    if new.phase != step.status.phase:
+        out.append(Emit("Warning" if phase == Phase.FAILED else "Normal", phase.value, message))
+    return out

@@ -1,0 +1,112 @@
+"""Building a WorkflowStep status: conditions and phase transitions, shared by every backend (pure)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from converged_bridge.api.conditions import Condition, ConditionStatus, set_condition
+from converged_bridge.api.workflowstep import BackendRef, Phase, WorkflowStep, WorkflowStepStatus
+
+TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED})
+LOG_TAIL_MAX = 4096  # like a Pod's termination message
+
+
+def is_finished(step: WorkflowStep) -> bool:
+    return step.status.phase in TERMINAL_PHASES
+
+
+def condition(type_: str, ok: bool, reason: str, message: str, generation: int | None) -> Condition:
+    return Condition.model_validate(
+        {
+            "type": type_,
+            "status": ConditionStatus.TRUE if ok else ConditionStatus.FALSE,
+            "observedGeneration": generation,
+            "lastTransitionTime": datetime.fromtimestamp(0).astimezone(),  # replaced by set_condition
+            "reason": reason,
+            "message": message,
+        }
+    )
+
+
+def build_status(
+    step: WorkflowStep,
+    *,
+    phase: Phase,
+    reason: str | None,
+    message: str,
+    now: datetime,
+    backend_ref: BackendRef | None = None,
+    exit_code: int | None = None,
+    start_time: datetime | None = None,
+    completion_time: datetime | None = None,
+    log_path: str | None = None,
+    log_tail: str | None = None,
+) -> WorkflowStepStatus:
+    """The status `step` should have, keeping what the current status already knows.
+
+    Conditions: `Submitted` (a backend job/object exists), `Running`, `Finished` (terminal phase),
+    each with observedGeneration; transition times move only when a condition's status changes.
+    """
+    gen = step.metadata.generation
+    old = step.status
+    ref = backend_ref or old.backend_ref
+    conditions = list(old.conditions)
+    submitted = ref is not None
+    conditions = set_condition(
+        conditions,
+        condition(
+            "Submitted",
+            submitted,
+            "BackendAccepted" if submitted else (_reason_word(reason) or "NotSubmitted"),
+            f"{ref.display} runs this step" if ref else message,
+            gen,
+        ),
+        now,
+    )
+    running = phase == Phase.RUNNING
+    conditions = set_condition(
+        conditions, condition("Running", running, _reason_word(phase.value), message, gen), now
+    )
+    finished = phase in TERMINAL_PHASES
+    conditions = set_condition(
+        conditions,
+        condition(
+            "Finished", finished, _reason_word(phase.value if finished else "InProgress"), message, gen
+        ),
+        now,
+    )
+    return WorkflowStepStatus(
+        phase=phase,
+        observed_generation=gen,
+        conditions=conditions,
+        backend_ref=ref,
+        exit_code=exit_code if exit_code is not None else old.exit_code,
+        reason=reason,
+        message=message,
+        start_time=start_time or old.start_time,
+        completion_time=completion_time or old.completion_time,
+        log_path=log_path or old.log_path,
+        log_tail=_bounded(log_tail) if log_tail is not None else old.log_tail,
+    )
+
+
+def _bounded(text: str) -> str:
+    """At most LOG_TAIL_MAX characters, cut at the front (the end of a log says why it failed)."""
+    return text if len(text) <= LOG_TAIL_MAX else text[-LOG_TAIL_MAX:]
+
+
+def _reason_word(text: str | None) -> str:
+    """A condition reason (CamelCase word) from free text such as Slurm's 'OUT_OF_MEMORY'."""
+    if not text:
+        return ""
+    word = "".join(ch for ch in text if ch.isalnum() or ch == "_")
+    if not word or not word[0].isalpha():
+        word = "R" + word
+    return word.rstrip("_") or "Unknown"
+
+
+def same_status(a: WorkflowStepStatus, b: WorkflowStepStatus) -> bool:
+    """Equal as the API would store them (so an unchanged status is never written)."""
+    return a.model_dump(mode="json", by_alias=True, exclude_none=True) == b.model_dump(
+        mode="json", by_alias=True, exclude_none=True
+    )

@@ -1,0 +1,1 @@
+"""Kubernetes access: the only package of converged that imports the kubernetes client."""

@@ -1,0 +1,238 @@
+"""Thin, counted access to the Kubernetes API for WorkflowSteps, SlurmClusters, Secrets and Events.
+
+Every call goes through here so that tests and benchmarks can count API requests per step, and so
+that the kubernetes client (and any kubeconfig) is touched only when a controller actually starts.
+"""
+
+from __future__ import annotations
+
+import base64
+import socket
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from converged_bridge.errors import PermanentBackendError, TransientBackendError
+
+GROUP = "converged.dev"
+VERSION = "v1alpha1"
+STEPS = "workflowsteps"
+CLUSTERS = "slurmclusters"
+
+
+def load_api_client(kubeconfig: str | None = None) -> Any:
+    """An ApiClient from `kubeconfig`, else $KUBECONFIG / ~/.kube/config, else the in-cluster account."""
+    from kubernetes import client, config
+
+    if kubeconfig:
+        return config.new_client_from_config(config_file=kubeconfig, persist_config=False)
+    try:
+        return config.new_client_from_config(persist_config=False)
+    except config.ConfigException:
+        config.load_incluster_config()
+        return client.ApiClient()
+
+
+class NotFound(PermanentBackendError):
+    """The object is gone."""
+
+
+class Conflict(TransientBackendError):
+    """Someone else changed the object; read it again and retry."""
+
+
+def _translate(e: Exception, what: str) -> Exception:
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    if isinstance(e, ApiException):
+        if e.status == 404:
+            return NotFound(f"{what}: not found")
+        if e.status == 409:
+            return Conflict(f"{what}: conflict")
+        if e.status in (429, 500, 502, 503, 504):
+            return TransientBackendError(f"{what}: HTTP {e.status} {e.reason}")
+        return PermanentBackendError(f"{what}: HTTP {e.status} {e.reason}: {str(e.body)[:300]}")
+    if isinstance(e, HTTPError | OSError):
+        return TransientBackendError(f"{what}: {type(e).__name__}: {e}")
+    return e
+
+
+class KubeAccess:
+    def __init__(self, api_client: Any, *, field_manager: str = "converged-controller") -> None:
+        from kubernetes import client
+
+        self._api_client = api_client
+        self._custom = client.CustomObjectsApi(api_client)
+        self._core = client.CoreV1Api(api_client)
+        self.field_manager = field_manager
+        self.calls: Counter[str] = Counter()  # API requests made, by kind of request
+        self._host = socket.gethostname()
+
+    def _do(self, kind: str, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        self.calls[kind] += 1
+        try:
+            return fn(*args, **kwargs)
+        except Exception as e:
+            raise _translate(e, what) from e
+
+    # --- WorkflowSteps ---
+    def list_steps(self, namespace: str | None = None) -> tuple[list[dict[str, Any]], str]:
+        if namespace:
+            doc = self._do(
+                "list",
+                "list workflowsteps",
+                self._custom.list_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                STEPS,
+            )
+        else:
+            doc = self._do(
+                "list", "list workflowsteps", self._custom.list_cluster_custom_object, GROUP, VERSION, STEPS
+            )
+        return list(doc.get("items", [])), str(doc["metadata"]["resourceVersion"])
+
+    def watch_steps(
+        self, resource_version: str, namespace: str | None = None, timeout_seconds: int = 300
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(type, object) events after `resource_version`; BOOKMARK events keep it fresh. Ends on timeout."""
+        from kubernetes import watch
+
+        self.calls["watch"] += 1
+        w = watch.Watch()
+        if namespace:
+            stream = w.stream(
+                self._custom.list_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                STEPS,
+                resource_version=resource_version,
+                allow_watch_bookmarks=True,
+                timeout_seconds=timeout_seconds,
+            )
+        else:
+            stream = w.stream(
+                self._custom.list_cluster_custom_object,
+                GROUP,
+                VERSION,
+                STEPS,
+                resource_version=resource_version,
+                allow_watch_bookmarks=True,
+                timeout_seconds=timeout_seconds,
+            )
+        try:
+            for event in stream:
+                yield str(event["type"]), cast(dict[str, Any], event["object"])
+        except Exception as e:
+            raise _translate(e, "watch workflowsteps") from e
+        finally:
+            w.stop()
+
+    def patch_step_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        return cast(
+            dict[str, Any],
+            self._do(
+                "patch-status",
+                f"patch status of workflowstep {namespace}/{name}",
+                self._custom.patch_namespaced_custom_object_status,
+                GROUP,
+                VERSION,
+                namespace,
+                STEPS,
+                name,
+                {"status": status},
+                field_manager=self.field_manager,
+            ),
+        )
+
+    def patch_step_finalizers(
+        self, namespace: str, name: str, finalizers: list[str], resource_version: str | None
+    ) -> dict[str, Any]:
+        """Replace metadata.finalizers; with `resource_version` the patch fails on a concurrent change."""
+        meta: dict[str, Any] = {"finalizers": finalizers}
+        if resource_version:
+            meta["resourceVersion"] = resource_version
+        return cast(
+            dict[str, Any],
+            self._do(
+                "patch-finalizers",
+                f"patch finalizers of workflowstep {namespace}/{name}",
+                self._custom.patch_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                STEPS,
+                name,
+                {"metadata": meta},
+                field_manager=self.field_manager,
+            ),
+        )
+
+    # --- SlurmClusters and Secrets ---
+    def list_slurm_clusters(self) -> list[dict[str, Any]]:
+        doc = self._do(
+            "list", "list slurmclusters", self._custom.list_cluster_custom_object, GROUP, VERSION, CLUSTERS
+        )
+        return list(doc.get("items", []))
+
+    def read_secret_key(self, namespace: str, name: str, key: str) -> str:
+        secret = self._do(
+            "get-secret",
+            f"read secret {namespace}/{name}",
+            self._core.read_namespaced_secret,
+            name,
+            namespace,
+        )
+        data = secret.data or {}
+        if key not in data:
+            raise PermanentBackendError(f"secret {namespace}/{name} has no key {key!r}")
+        return base64.b64decode(data[key]).decode()
+
+    # --- Events ---
+    def emit_event(
+        self,
+        obj: dict[str, Any],
+        type_: str,
+        reason: str,
+        message: str,
+        component: str = "converged-controller",
+    ) -> None:
+        """A core/v1 Event about `obj` (shown by kubectl describe). Failures are not fatal to the caller."""
+        from kubernetes import client
+
+        meta = obj["metadata"]
+        now = datetime.now(UTC)
+        event = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(
+                name=f"{meta['name']}.{uuid.uuid4().hex[:16]}", namespace=meta["namespace"]
+            ),
+            involved_object=client.V1ObjectReference(
+                api_version=obj.get("apiVersion"),
+                kind=obj.get("kind"),
+                name=meta["name"],
+                namespace=meta["namespace"],
+                uid=meta.get("uid"),
+                resource_version=meta.get("resourceVersion"),
+            ),
+            reason=reason[:128],
+            message=message[:1024],
+            type=type_,
+            count=1,
+            first_timestamp=now,
+            last_timestamp=now,
+            source=client.V1EventSource(component=component, host=self._host),
+            reporting_component=f"converged.dev/{component}",
+            reporting_instance=self._host,
+        )
+        self._do(
+            "event",
+            f"create event for {meta['namespace']}/{meta['name']}",
+            self._core.create_namespaced_event,
+            meta["namespace"],
+            event,
+        )

@@ -1,0 +1,208 @@
+"""Fixtures for tests of converged itself on the local cluster: its CRDs, Slurm identities, a controller."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SYSTEM_NS = "converged-system"
+# namespace -> Slurm user; team-c deliberately has no mapping
+TEAMS = {"team-a": "alice", "team-b": "bob"}
+UNMAPPED_NS = "team-c"
+
+
+def kubectl(env: dict[str, str], *args: str, input: str | None = None, check: bool = True) -> str:
+    cp = subprocess.run(
+        [f"{env['CONVERGED_LOCAL_BIN']}/kubectl", f"--kubeconfig={env['KUBECONFIG']}", *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if check and cp.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} failed: {cp.stderr}")
+    return cp.stdout
+
+
+def apply(env: dict[str, str], *objects: dict[str, Any]) -> None:
+    doc = {"apiVersion": "v1", "kind": "List", "items": list(objects)}
+    kubectl(
+        env,
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager=converged-tests",
+        "-f",
+        "-",
+        input=json.dumps(doc),
+    )
+
+
+def mint_token(user: str) -> str:
+    out = subprocess.run(
+        ["scontrol", "token", f"username={user}", "lifespan=86400"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return out.strip().split("=", 1)[1]
+
+
+@pytest.fixture(scope="session")
+def converged_crds(cluster_env: dict[str, str]) -> dict[str, str]:
+    kubectl(
+        cluster_env,
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager=converged-tests",
+        "-f",
+        str(ROOT / "crds"),
+    )
+    kubectl(cluster_env, "wait", "--for=condition=Established", "--timeout=60s", "-f", str(ROOT / "crds"))
+    return cluster_env
+
+
+@pytest.fixture(scope="session")
+def slurm_tokens() -> dict[str, str]:
+    """JWTs by Slurm user; tests check that none of them ever shows up where it must not."""
+    return {user: mint_token(user) for user in ("root", *TEAMS.values())}
+
+
+def slurm_cluster(
+    name: str, env: dict[str, str], runtime: str = "none", transport: str = "restd"
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "transport": transport,
+        "containerRuntime": runtime,
+        "defaults": {"partition": "cpu", "account": "default"},
+        "userMapping": [
+            {
+                "namespace": ns,
+                "user": user,
+                "tokenSecretRef": {"namespace": SYSTEM_NS, "name": f"slurm-token-{user}", "key": "token"},
+            }
+            for ns, user in TEAMS.items()
+        ],
+    }
+    if transport == "restd":
+        spec["restd"] = {
+            "url": env["SLURMRESTD_URL"],
+            "tokenSecretRef": {"namespace": SYSTEM_NS, "name": "slurm-token-root", "key": "token"},
+            "user": "root",
+        }
+    return {
+        "apiVersion": "converged.dev/v1alpha1",
+        "kind": "SlurmCluster",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+@pytest.fixture(scope="session")
+def slurm_identities(converged_crds: dict[str, str], slurm_tokens: dict[str, str]) -> dict[str, str]:
+    """Namespaces team-a/b/c, per-user JWT Secrets, and SlurmClusters `converged` (restd),
+    `converged-cli` (CLI transport) and `converged-apptainer` (restd, apptainer runtime)."""
+    env = converged_crds
+    namespaces = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}}
+        for n in (SYSTEM_NS, *TEAMS, UNMAPPED_NS)
+    ]
+    secrets = [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "metadata": {"name": f"slurm-token-{user}", "namespace": SYSTEM_NS},
+            "stringData": {"token": token},
+        }
+        for user, token in slurm_tokens.items()
+    ]
+    apply(env, *namespaces)
+    apply(env, *secrets)
+    apply(
+        env,
+        slurm_cluster("converged", env),
+        slurm_cluster("converged-cli", env, transport="cli"),
+        slurm_cluster("converged-apptainer", env, runtime="apptainer"),
+    )
+    return env
+
+
+@pytest.fixture(scope="session")
+def workdir(cluster_env: dict[str, str]) -> Path:
+    """A directory on the shared filesystem every step user may write to."""
+    path = Path(cluster_env["CONVERGED_SHARED_DIR"]) / "controller-tests"
+    path.mkdir(exist_ok=True)
+    path.chmod(0o1777)
+    return path
+
+
+class ControllerProcess:
+    """`converged-controller` as a real process, its JSON log captured to a file."""
+
+    def __init__(self, env: dict[str, str], log: Path, kubeconfig: str | None = None) -> None:
+        self.log = log
+        self._env = env
+        self._kubeconfig = kubeconfig or env["KUBECONFIG"]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        out = open(self.log, "ab")  # noqa: SIM115 - handed to the child process
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "converged_bridge.controller",
+                f"--kubeconfig={self._kubeconfig}",
+                "--poll-interval=1",
+                "--cluster-refresh=5",
+                "--log-level=debug",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture(scope="module")
+def controller(
+    slurm_identities: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ControllerProcess]:
+    proc = ControllerProcess(slurm_identities, tmp_path_factory.mktemp("controller") / "controller.log")
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+def eventually(what: str, probe: Callable[[], Any], timeout: float = 90, interval: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
