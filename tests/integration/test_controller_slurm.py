@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -89,7 +91,7 @@ def test_step_succeeds_and_kubectl_shows_its_slurm_job(
     create(env, step_manifest(name, "team-a", ["python3", "-c", "print('hi')"], workdir))
     done = wait_phase(env, "team-a", name, TERMINAL)
     status = done["status"]
-    assert (status["phase"], status["exitCode"]) == ("Succeeded", 0)
+    assert (status["phase"], status.get("exitCode")) == ("Succeeded", 0), status
     job_id = status["backendRef"]["jobId"]
     assert status["backendRef"]["display"] == f"converged/{job_id}"
     assert {c["type"]: c["status"] for c in status["conditions"]} == {
@@ -278,3 +280,48 @@ def test_no_token_in_specs_statuses_events_or_logs(
     for user, token in slurm_tokens.items():
         assert token not in seen, f"{user}'s token leaked"
         assert token.split(".")[2] not in seen
+
+
+def test_kubectl_converged_logs_prints_the_step_output(
+    controller: ControllerProcess, slurm_identities: dict[str, str], workdir: Path
+) -> None:
+    env, name = slurm_identities, unique("logs")
+    create(env, step_manifest(name, "team-a", ["bash", "-c", "echo line1; echo line2; echo line3"], workdir))
+    wait_phase(env, "team-a", name, TERMINAL)
+    plugin_dir = str(Path(sys.executable).parent)  # kubectl-converged is installed beside python
+    path = f"{plugin_dir}:{env['CONVERGED_LOCAL_BIN']}:{os.environ['PATH']}"
+    run = subprocess.run(
+        [
+            f"{env['CONVERGED_LOCAL_BIN']}/kubectl",
+            "converged",
+            "--kubeconfig",
+            env["KUBECONFIG"],
+            "logs",
+            name,
+            "-n",
+            "team-a",
+            "--tail",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": path},
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "line2\nline3\n"
+    missing = subprocess.run(
+        [
+            f"{plugin_dir}/kubectl-converged",
+            "--kubeconfig",
+            env["KUBECONFIG"],
+            "logs",
+            "no-such-step",
+            "-n",
+            "team-a",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert missing.returncode == 1 and "not found" in missing.stderr and "Traceback" not in missing.stderr

@@ -35,6 +35,17 @@ def load_api_client(kubeconfig: str | None = None) -> Any:
         return client.ApiClient()
 
 
+def current_namespace(kubeconfig: str | None = None) -> str:
+    """The namespace of the kubeconfig's current context, else `default`."""
+    from kubernetes import config
+
+    try:
+        _, active = config.list_kube_config_contexts(config_file=kubeconfig)
+        return str(active.get("context", {}).get("namespace") or "default")
+    except (config.ConfigException, OSError):
+        return "default"
+
+
 class NotFound(PermanentBackendError):
     """The object is gone."""
 
@@ -133,6 +144,21 @@ class KubeAccess:
         finally:
             w.stop()
 
+    def get_step(self, namespace: str, name: str) -> dict[str, Any]:
+        return cast(
+            dict[str, Any],
+            self._do(
+                "get",
+                f"get workflowstep {namespace}/{name}",
+                self._custom.get_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                STEPS,
+                name,
+            ),
+        )
+
     def patch_step_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         return cast(
             dict[str, Any],
@@ -192,6 +218,31 @@ class KubeAccess:
         if key not in data:
             raise PermanentBackendError(f"secret {namespace}/{name} has no key {key!r}")
         return base64.b64decode(data[key]).decode()
+
+    # --- Pods ---
+    def pod_names(self, namespace: str, label_selector: str) -> list[str]:
+        pods = self._do(
+            "list",
+            f"list pods {label_selector}",
+            self._core.list_namespaced_pod,
+            namespace,
+            label_selector=label_selector,
+        )
+        return sorted(p.metadata.name for p in pods.items)
+
+    def pod_log(self, namespace: str, name: str, tail_lines: int | None = None) -> str:
+        kwargs: dict[str, Any] = {"tail_lines": tail_lines} if tail_lines else {}
+        return cast(
+            str,
+            self._do(
+                "get-log",
+                f"read log of pod {namespace}/{name}",
+                self._core.read_namespaced_pod_log,
+                name,
+                namespace,
+                **kwargs,
+            ),
+        )
 
     # --- Events ---
     def emit_event(

@@ -1,0 +1,83 @@
+"""`kubectl converged logs STEP`: a WorkflowStep's output, wherever the step ran.
+
+Installed as the executable `kubectl-converged`, which kubectl finds on PATH as a plugin.
+Slurm-backed steps: the log file from status.logPath when this machine can read it (a shared
+filesystem), else the tail the controller kept in status.logTail. Kubernetes-backed steps: the logs
+of the pods of the step's Job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from converged_bridge.api.workflowstep import BackendKind, WorkflowStep
+from converged_bridge.controller.slurm_shell import read_log_tail
+from converged_bridge.errors import BackendError
+from converged_bridge.kube.access import KubeAccess, NotFound, current_namespace, load_api_client
+
+FULL_LOG = 1 << 30
+
+
+def step_logs(kube: KubeAccess, step: WorkflowStep, tail: int | None) -> tuple[str, str | None]:
+    """(log text, a note for stderr) for `step`."""
+    ref = step.status.backend_ref
+    if ref is None:
+        return "", f"step has no backend job yet (phase {step.status.phase or 'Pending'})"
+    if ref.kind == BackendKind.SLURM_JOB:
+        if step.status.log_path:
+            text = read_log_tail(step.status.log_path, limit=FULL_LOG)
+            if text is not None:
+                return _tail(text, tail), None
+        kept = step.status.log_tail or ""
+        return (
+            _tail(kept, tail),
+            f"{step.status.log_path or 'the log file'} is not readable here; "
+            "showing the tail kept in the step's status",
+        )
+    namespace = step.metadata.namespace or "default"
+    pods = kube.pod_names(namespace, f"job-name={ref.name}")
+    if not pods:
+        return _tail(
+            step.status.log_tail or "", tail
+        ), f"no pods left for {ref.display}; showing the kept tail"
+    return "".join(kube.pod_log(namespace, pod, tail) for pod in pods), None
+
+
+def _tail(text: str, lines: int | None) -> str:
+    if not lines:
+        return text
+    return "".join(text.splitlines(keepends=True)[-lines:])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="kubectl converged", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--kubeconfig")
+    sub = parser.add_subparsers(dest="command", required=True)
+    logs = sub.add_parser("logs", help="print a WorkflowStep's output")
+    logs.add_argument("step", help="WorkflowStep name")
+    logs.add_argument("-n", "--namespace")
+    logs.add_argument("--tail", type=int, help="only the last N lines")
+    args = parser.parse_args(argv)
+    namespace = args.namespace or current_namespace(args.kubeconfig)
+    try:
+        kube = KubeAccess(load_api_client(args.kubeconfig))
+        step = WorkflowStep.model_validate(kube.get_step(namespace, args.step))
+        text, note = step_logs(kube, step, args.tail)
+    except NotFound:
+        print(f"error: workflowstep {args.step!r} not found in namespace {namespace!r}", file=sys.stderr)
+        return 1
+    except BackendError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
