@@ -9,12 +9,15 @@ from typing import Any
 
 import pytest
 
+from converged_bridge.errors import PermanentBackendError
+from converged_bridge.slurm.cli import parse_squeue_json
 from converged_bridge.slurm.jobs import (
     JobState,
     SlurmJob,
     SlurmParseError,
     index_by_step,
     parse_jobs_v0038,
+    parse_jobs_v0040,
     parse_sacct_parsable,
     split_wait_status,
 )
@@ -97,3 +100,52 @@ def test_unexpected_answers_raise_a_parse_error(doc: dict[str, Any]) -> None:
 def test_sacct_without_required_columns_is_refused() -> None:
     with pytest.raises(SlurmParseError, match="ExitCode"):
         parse_sacct_parsable("JobID|State\n1|COMPLETED\n")
+
+
+# --- Slurm 24.11 (slurmrestd v0.0.40-v0.0.42, squeue --json data_parser v0.0.42) ---
+DATA_24 = Path(__file__).resolve().parents[1] / "data" / "slurm-24.11"
+
+
+def load24(name: str) -> Any:
+    doc = json.loads((DATA_24 / name).read_text())
+    return doc["body"] if isinstance(doc, dict) and "http_status" in doc else doc
+
+
+@pytest.mark.parametrize("version", ["v0.0.40", "v0.0.41", "v0.0.42"])
+def test_v0040_family_reads_states_exit_codes_and_signals(version: str) -> None:
+    jobs = by_id(parse_jobs_v0040(load24(f"restd-{version}-jobs-finished.json")))
+    states = {j.state for j in jobs.values()}
+    assert JobState.COMPLETED in states and JobState.FAILED in states
+    failed = [j for j in jobs.values() if j.state is JobState.FAILED]
+    assert {(j.exit_code, j.signal) for j in failed} == {(3, None), (None, 9)}
+    assert {j.reason for j in failed} == {"NonZeroExitCode", "RaisedSignal"}
+    timed_out = [j for j in jobs.values() if j.state is JobState.TIMEOUT]
+    assert timed_out and timed_out[0].time_limit_minutes == 1
+    assert all(j.end_time is not None for j in jobs.values() if j.terminal)
+
+
+@pytest.mark.parametrize("version", ["v0.0.40", "v0.0.41", "v0.0.42"])
+def test_v0040_family_pending_and_running_jobs(version: str) -> None:
+    jobs = parse_jobs_v0040(load24(f"restd-{version}-jobs.json"))
+    pending = [j for j in jobs if j.state is JobState.PENDING]
+    running = [j for j in jobs if j.state is JobState.RUNNING]
+    assert {j.reason for j in pending} >= {"Resources", "JobHeldUser", "Dependency"}
+    assert all(j.start_time is None and j.exit_code is None for j in pending)
+    assert running and all(j.start_time is not None and j.end_time is None for j in running)
+
+
+@pytest.mark.parametrize("version", ["v0.0.40", "v0.0.41", "v0.0.42"])
+def test_v0040_family_keeps_the_step_uid_comment(version: str) -> None:
+    doc = load24(f"restd-{version}-job-submitted-completed.json")
+    (job,) = parse_jobs_v0040(doc)
+    assert job.step_uid == "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+
+
+def test_squeue_json_of_24_11_is_read_through_its_data_parser() -> None:
+    jobs = parse_squeue_json(load24("squeue.json"))
+    assert jobs and {j.state for j in jobs} >= {JobState.RUNNING, JobState.PENDING}
+
+
+def test_squeue_json_of_an_unknown_dialect_is_refused() -> None:
+    with pytest.raises(PermanentBackendError, match=r"v0\.0\.99"):
+        parse_squeue_json({"meta": {"plugin": {"data_parser": "data_parser/v0.0.99"}}, "jobs": []})

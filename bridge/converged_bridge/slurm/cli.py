@@ -18,7 +18,7 @@ from typing import Any
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from converged_bridge.errors import PermanentBackendError, TransientBackendError
-from converged_bridge.slurm.jobs import SlurmJob, parse_jobs_v0038
+from converged_bridge.slurm.jobs import SlurmJob, parse_jobs_v0038, parse_jobs_v0040
 from converged_bridge.slurm.transport import Submission
 
 # stderr fragments of Slurm's commands that mean "try again later"
@@ -39,15 +39,21 @@ def classify_cli_error(stderr: str) -> type[TransientBackendError | PermanentBac
 
 
 def parse_squeue_json(doc: Mapping[str, Any]) -> list[SlurmJob]:
-    """`squeue --json` of any Slurm we speak; the dialect is named in its `meta`."""
+    """`squeue --json` of any Slurm we speak; the dialect is named in its `meta`.
+
+    22.05 names it at meta.plugin.type, 23.02 at meta.plugins.data_parser, 23.11+ at meta.plugin.data_parser.
+    """
     meta = doc.get("meta", {})
-    plugin = str(meta.get("plugin", {}).get("type", "")) or str(
-        meta.get("plugins", {}).get("data_parser", "")
+    plugin = meta.get("plugin", {})
+    dialect = str(
+        plugin.get("type") or plugin.get("data_parser") or meta.get("plugins", {}).get("data_parser", "")
     )
-    if plugin.endswith("v0.0.38"):
+    if dialect.endswith("v0.0.38"):
         return parse_jobs_v0038(doc)
+    if dialect.endswith(("v0.0.40", "v0.0.41", "v0.0.42")):
+        return parse_jobs_v0040(doc)
     raise PermanentBackendError(
-        f"squeue --json speaks {plugin or 'an unknown format'}; converged reads v0.0.38"
+        f"squeue --json speaks {dialect or 'an unknown format'}; converged reads v0.0.38 and v0.0.40-v0.0.42"
     )
 
 

@@ -3,6 +3,9 @@
 Slurm speaks several dialects for the same facts:
 - slurmrestd `openapi/v0.0.38` (Slurm 22.05) and `squeue --json` of 22.05: flat fields,
   `exit_code` as the raw wait status (768 = exit 3, 9 = killed by signal 9);
+- slurmrestd `v0.0.40`..`v0.0.42` (Slurm 23.11+, captured from 24.11) and their `squeue --json`:
+  states as lists, numbers as {set, infinite, number} objects, `exit_code` as an object with
+  status / return_code / signal;
 - `sacct -P` (parsable2): `ExitCode` as `code:signal`, the only 22.05 accounting source that keeps
   a non-zero exit code (sacct --json and slurmdb v0.0.38 report exit 3 as SUCCESS/0).
 Each parser returns the same `SlurmJob`, so decisions never look at the dialect.
@@ -162,6 +165,59 @@ def parse_job_v0038(job: Mapping[str, Any]) -> SlurmJob:
 def parse_jobs_v0038(doc: Mapping[str, Any]) -> list[SlurmJob]:
     """All jobs of a v0.0.38 `jobs` answer (restd body or `squeue --json`)."""
     return [parse_job_v0038(j) for j in _jobs(doc)]
+
+
+def _number(value: Any) -> int | None:
+    """A v0.0.40+ number object ({set, infinite, number}) or a plain int as an int; None if unset."""
+    if isinstance(value, Mapping):
+        if not value.get("set", False) or value.get("infinite", False):
+            return None
+        value = value.get("number")
+    return value if isinstance(value, int) else None
+
+
+def _exit_v0040(value: Any) -> tuple[int | None, int | None]:
+    """(exit code, signal) of a v0.0.40+ exit_code object."""
+    if not isinstance(value, Mapping):
+        return None, None
+    status = value.get("status") or []
+    if "SIGNALED" in status:
+        return None, _number((value.get("signal") or {}).get("id"))
+    return _number(value.get("return_code")), None
+
+
+def parse_job_v0040(job: Mapping[str, Any]) -> SlurmJob:
+    """One job of slurmrestd v0.0.40-v0.0.42 (`/slurm/<v>/jobs`) or 23.11+'s `squeue --json`."""
+    try:
+        states = job["job_state"]
+        state = JobState.parse(str(states[0] if isinstance(states, list) and states else states))
+        terminal = state in TERMINAL_STATES
+        exit_code, signal = _exit_v0040(job.get("exit_code")) if terminal else (None, None)
+        return SlurmJob(
+            job_id=int(job["job_id"]),
+            name=str(job.get("name") or ""),
+            state=state,
+            reason=_reason(job.get("state_reason")),
+            comment=str(job.get("comment") or ""),
+            user=str(job.get("user_name") or ""),
+            partition=str(job.get("partition") or ""),
+            nodes=str(job.get("nodes") or ""),
+            exit_code=exit_code,
+            signal=signal,
+            submit_time=_epoch(job.get("submit_time")),
+            start_time=_epoch(job.get("start_time")) if state != JobState.PENDING else None,
+            end_time=_epoch(job.get("end_time")) if terminal else None,
+            stdout=_expand_path(str(job.get("standard_output") or ""), job),
+            stderr=_expand_path(str(job.get("standard_error") or ""), job),
+            time_limit_minutes=_number(job.get("time_limit")),
+        )
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise SlurmParseError(f"unexpected v0.0.40+ job record: {e!r}") from e
+
+
+def parse_jobs_v0040(doc: Mapping[str, Any]) -> list[SlurmJob]:
+    """All jobs of a v0.0.40+ `jobs` answer (restd body or `squeue --json`)."""
+    return [parse_job_v0040(j) for j in _jobs(doc)]
 
 
 def _jobs(doc: Mapping[str, Any]) -> list[Mapping[str, Any]]:

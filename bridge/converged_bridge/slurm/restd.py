@@ -16,7 +16,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from converged_bridge.errors import PermanentBackendError, TransientBackendError
 from converged_bridge.slurm.batch_script import BatchOptions
-from converged_bridge.slurm.jobs import SlurmJob, parse_jobs_v0038
+from converged_bridge.slurm.jobs import SlurmJob, parse_jobs_v0038, parse_jobs_v0040
 from converged_bridge.slurm.transport import Submission
 
 # Slurm error numbers that mean "try again": communication with slurmctld (1000-1999), socket and
@@ -62,8 +62,23 @@ def build_submit_body_v0038(sub: Submission) -> dict[str, Any]:
     return {"script": sub.script, "job": job}
 
 
+def build_submit_body_v0040(sub: Submission) -> dict[str, Any]:
+    """v0.0.40-v0.0.42 job/submit body: like v0.0.38, but `environment` is a list of "K=V" strings."""
+    body = build_submit_body_v0038(sub)
+    job = body["job"]
+    job["environment"] = [f"{k}={v}" for k, v in job["environment"].items()]
+    nodes = job.pop("nodes")
+    job["minimum_nodes"], job["maximum_nodes"] = nodes
+    if "memory_per_node" in job:
+        job["memory_per_node"] = {"set": True, "number": job["memory_per_node"]}
+    if "time_limit" in job:
+        job["time_limit"] = {"set": True, "number": job["time_limit"]}
+    return body
+
+
 DIALECTS: dict[str, Dialect] = {
     "v0.0.38": Dialect("v0.0.38", build_submit_body_v0038, parse_jobs_v0038),
+    **{v: Dialect(v, build_submit_body_v0040, parse_jobs_v0040) for v in ("v0.0.40", "v0.0.41", "v0.0.42")},
 }
 
 _VERSION_PATH = re.compile(r"^/slurm/(v\d+\.\d+\.\d+)/jobs/?$")
@@ -144,7 +159,8 @@ class RestdTransport:
     # --- the SlurmTransport interface ---
     def server_version(self) -> str:
         doc = self._call("GET", f"/slurm/{self.dialect.version}/ping", self._service_user)
-        release = doc.get("meta", {}).get("Slurm", {}).get("release")
+        meta = doc.get("meta", {})
+        release = (meta.get("slurm") or meta.get("Slurm") or {}).get("release")  # 23.11+ / 22.05
         return str(release or "unknown")
 
     def submit(self, submission: Submission) -> int:
