@@ -92,6 +92,7 @@ class Controller:
         self._threads: list[threading.Thread] = []
         self.slurm_queries = 0  # Slurm listings made, for benchmarks and tests
         self.cycles = 0
+        self.cycle_cpu_seconds: list[float] = []  # CPU of each poll cycle (listing + reconcile), last 1000
 
     # --- hosting ---
     def start(self) -> None:
@@ -204,6 +205,13 @@ class Controller:
 
     # --- the cycle ---
     def _poll_and_reconcile(self) -> None:
+        started = time.thread_time()
+        try:
+            self._poll_and_reconcile_once()
+        finally:
+            self.cycle_cpu_seconds = [*self.cycle_cpu_seconds[-999:], time.thread_time() - started]
+
+    def _poll_and_reconcile_once(self) -> None:
         self.cycles += 1
         self._refresh_clusters()
         wanted = {name for step in self._slurm_steps() if (name := _cluster_of(step)) and _needs_slurm(step)}

@@ -1,0 +1,182 @@
+"""Benchmark (issue 4): the controller with many in-flight Slurm steps on the local cluster.
+
+Creates N WorkflowSteps for the local Slurm (they run `true`; the 3 nodes run 12 at a time, the rest
+pend), runs the controller embedded in this process, and measures:
+- Slurm queries per poll cycle (target: exactly 1 per cluster, whatever N);
+- status lag: from a job's end (Slurm's end time, 1 s resolution) to its WorkflowStep showing the
+  terminal phase, seen through a WATCH (target: <= poll interval + 1 s);
+- controller CPU per cycle (listing + reconciling every step), and Kubernetes API calls per step.
+
+Usage: .venv/bin/python bench/slurm_controller.py [--steps 1000] [--poll 2]
+Needs the local cluster up with converged's CRDs and the test identities (run the integration tests once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from converged_bridge.controller.runner import Controller, ControllerSettings
+from converged_bridge.kube.access import KubeAccess, load_api_client
+
+NS = "team-b"
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--poll", type=float, default=2.0)
+    parser.add_argument("--kubeconfig", default="/var/lib/converged-local/kubeconfig")
+    parser.add_argument("--workdir", default="/var/lib/converged-local/shared/bench-slurm")
+    args = parser.parse_args()
+
+    run = f"bench-{uuid.uuid4().hex[:6]}"
+    Path(args.workdir).mkdir(parents=True, exist_ok=True)
+    Path(args.workdir).chmod(0o1777)
+    api = load_api_client(args.kubeconfig)
+    watcher_kube = KubeAccess(api)
+    seen: dict[str, float] = {}  # step name -> wall time its terminal phase was first seen
+    ends: dict[str, float] = {}
+    stop = threading.Event()
+
+    def watch() -> None:
+        _, rv = watcher_kube.list_steps(NS)
+        while not stop.is_set():
+            for kind, obj in watcher_kube.watch_steps(rv, NS, timeout_seconds=30):
+                rv = obj["metadata"].get("resourceVersion", rv)
+                name = obj["metadata"].get("name", "")
+                status = obj.get("status") or {}
+                if (
+                    kind != "BOOKMARK"
+                    and name.startswith(run)
+                    and status.get("phase") in ("Succeeded", "Failed")
+                ):
+                    seen.setdefault(name, time.time())
+                    if status.get("completionTime"):
+                        ends[name] = datetime.fromisoformat(status["completionTime"]).timestamp()
+                if stop.is_set():
+                    return
+
+    watch_thread = threading.Thread(target=watch, daemon=True)
+    watch_thread.start()
+
+    kube = KubeAccess(api)
+    controller = Controller(kube, ControllerSettings(poll_interval=args.poll, namespace=NS))
+    controller.start()
+    t0 = time.time()
+    items = []
+    for i in range(args.steps):
+        items.append(
+            {
+                "apiVersion": "converged.dev/v1alpha1",
+                "kind": "WorkflowStep",
+                "metadata": {"name": f"{run}-{i}", "namespace": NS, "labels": {"converged.dev/run": run}},
+                "spec": {
+                    "workflow": {"runId": run, "rule": "bench", "jobId": i},
+                    "backend": "slurm",
+                    "slurm": {"cluster": "converged"},
+                    "command": ["true"],
+                    "workingDir": args.workdir,
+                    "resources": {"cpus": 1, "memMiB": 50, "runtimeMinutes": 5},
+                },
+            }
+        )
+    for chunk in range(0, len(items), 200):
+        doc = {"apiVersion": "v1", "kind": "List", "items": items[chunk : chunk + 200]}
+        subprocess.run(
+            ["/var/lib/converged-local/bin/kubectl", f"--kubeconfig={args.kubeconfig}", "create", "-f", "-"],
+            input=json.dumps(doc),
+            text=True,
+            capture_output=True,
+            check=True,
+        )
+    created = time.time() - t0
+    print(f"created {args.steps} WorkflowSteps in {created:.1f}s", file=sys.stderr)
+    start_cycles, start_queries = controller.cycles, controller.slurm_queries
+    deadline = time.time() + 3600
+    while len(seen) < args.steps and time.time() < deadline:
+        time.sleep(1)
+        print(f"\r{len(seen)}/{args.steps} finished", end="", file=sys.stderr)
+    print(file=sys.stderr)
+    makespan = time.time() - t0
+    cycles = controller.cycles - start_cycles
+    queries = controller.slurm_queries - start_queries
+    cpu = controller.cycle_cpu_seconds[-cycles:] if cycles else [0.0]
+    calls = dict(kube.calls)
+    # delete while the controller still runs: it releases each step's finalizer
+    subprocess.run(
+        [
+            "/var/lib/converged-local/bin/kubectl",
+            f"--kubeconfig={args.kubeconfig}",
+            "delete",
+            "wfs",
+            "-n",
+            NS,
+            "-l",
+            f"converged.dev/run={run}",
+            "--timeout=300s",
+        ],
+        capture_output=True,
+    )
+    controller.stop()
+    stop.set()
+    lags = [seen[n] - ends[n] for n in seen if n in ends]
+    result: dict[str, Any] = {
+        "steps": args.steps,
+        "poll_interval_s": args.poll,
+        "finished": len(seen),
+        "makespan_s": round(makespan, 1),
+        "poll_cycles": cycles,
+        "slurm_queries": queries,
+        "slurm_queries_per_cycle": round(queries / cycles, 3) if cycles else None,
+        "status_lag_s": {
+            "median": round(statistics.median(lags), 2),
+            "p99": round(pct(lags, 99), 2),
+            "max": round(max(lags), 2),
+        }
+        if lags
+        else None,
+        "cycle_cpu_s": {
+            "median": round(statistics.median(cpu), 4),
+            "p99": round(pct(cpu, 99), 4),
+            "max": round(max(cpu), 4),
+        },
+        "kube_calls": dict(kube.calls),
+        "kube_calls_per_step": round(sum(kube.calls.values()) / args.steps, 2),
+    }
+    print(json.dumps(result, indent=2))
+    subprocess.run(
+        [
+            "/var/lib/converged-local/bin/kubectl",
+            f"--kubeconfig={args.kubeconfig}",
+            "delete",
+            "wfs",
+            "-n",
+            NS,
+            "-l",
+            f"converged.dev/run={run}",
+            "--wait=false",
+        ],
+        capture_output=True,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
