@@ -157,8 +157,8 @@ def main() -> int:
             "p99": round(pct(cpu, 99), 4),
             "max": round(max(cpu), 4),
         },
-        "kube_calls": dict(kube.calls),
-        "kube_calls_per_step": round(sum(kube.calls.values()) / args.steps, 2),
+        "kube_calls_until_finished": calls,
+        "kube_calls_per_step": round(sum(calls.values()) / args.steps, 2),
     }
     print(json.dumps(result, indent=2))
     subprocess.run(

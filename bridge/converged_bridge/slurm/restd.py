@@ -25,6 +25,28 @@ _TRANSIENT_ERRORS = (
     frozenset({-1, 2051, 2052, 2053}) | frozenset(range(1000, 2000)) | frozenset(range(5000, 6000))
 )
 _JOB_GONE = frozenset({2017, 2020, 2021})  # invalid job id, already done, already completing
+# Refused credentials: 24.11 answers a bad or expired JWT with 511 and error 1007 ("Protocol
+# authentication error", inside the transient 1000-1999 range); the same token will not do better.
+_AUTH_STATUSES = frozenset({401, 403, 511})
+
+
+def parse_cancel_errors_none(doc: Mapping[str, Any]) -> list[tuple[int, str]]:
+    """v0.0.38-v0.0.41 DELETE answers carry no per-job outcome: 24.11.5 answers HTTP 200 with no error
+    even when the job was not cancelled (another user's job, "Access/permission denied")."""
+    return []
+
+
+def parse_cancel_errors_v0042(doc: Mapping[str, Any]) -> list[tuple[int, str]]:
+    """(error number, message) of a v0.0.42 DELETE answer's `status` list, which comes with HTTP 200."""
+    out = []
+    for entry in doc.get("status") or []:
+        error = entry.get("error") if isinstance(entry, Mapping) else None
+        if not isinstance(error, Mapping):
+            continue
+        code = error.get("code")
+        if isinstance(code, int) and code != 0:
+            out.append((code, str(error.get("message") or error.get("string") or "unknown error")))
+    return out
 
 
 @dataclass(frozen=True)
@@ -32,6 +54,11 @@ class Dialect:
     version: str
     build_submit_body: Callable[[Submission], dict[str, Any]]
     parse_jobs: Callable[[Mapping[str, Any]], list[SlurmJob]]
+    parse_cancel_errors: Callable[[Mapping[str, Any]], list[tuple[int, str]]]
+
+
+# --export=NONE: the job starts from a clean environment (the script sets what the step needs).
+_JOB_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
 def build_submit_body_v0038(sub: Submission) -> dict[str, Any]:
@@ -46,8 +73,7 @@ def build_submit_body_v0038(sub: Submission) -> dict[str, Any]:
         "nodes": [o.nodes, o.nodes],
         "tasks": o.ntasks,
         "cpus_per_task": o.cpus_per_task,
-        # --export=NONE: the job starts from a clean environment (the script sets what the step needs)
-        "environment": {"PATH": "/usr/local/bin:/usr/bin:/bin"},
+        "environment": {"PATH": _JOB_PATH},
         "requeue": False,
     }
     optional = {
@@ -63,22 +89,51 @@ def build_submit_body_v0038(sub: Submission) -> dict[str, Any]:
 
 
 def build_submit_body_v0040(sub: Submission) -> dict[str, Any]:
-    """v0.0.40-v0.0.42 job/submit body: like v0.0.38, but `environment` is a list of "K=V" strings."""
-    body = build_submit_body_v0038(sub)
-    job = body["job"]
-    job["environment"] = [f"{k}={v}" for k, v in job["environment"].items()]
-    nodes = job.pop("nodes")
-    job["minimum_nodes"], job["maximum_nodes"] = nodes
-    if "memory_per_node" in job:
-        job["memory_per_node"] = {"set": True, "number": job["memory_per_node"]}
-    if "time_limit" in job:
-        job["time_limit"] = {"set": True, "number": job["time_limit"]}
-    return body
+    """v0.0.40-v0.0.42 job/submit body (checked against slurmrestd 24.11.5, the same for all three).
+
+    Differences from v0.0.38: `environment` is a list of "K=V" strings; the node count is
+    `minimum_nodes`/`maximum_nodes`; memory and time limit are number objects; and there is no `gres`
+    field — v0.0.40/41 warn "Ignoring unknown field", v0.0.42 drops it silently, either way the job
+    gets no GPU. GPUs are a per-node TRES, `gres/gpu[:<model>]:<count>`, as sbatch --gres stores it.
+    """
+    o: BatchOptions = sub.options
+    job: dict[str, Any] = {
+        "name": o.job_name,
+        "comment": o.comment,
+        "standard_output": o.output,
+        "standard_error": o.error,
+        "current_working_directory": sub.working_dir,
+        "minimum_nodes": o.nodes,
+        "maximum_nodes": o.nodes,
+        "tasks": o.ntasks,
+        "cpus_per_task": o.cpus_per_task,
+        "environment": [f"PATH={_JOB_PATH}"],
+        "requeue": False,
+    }
+    optional = {
+        "memory_per_node": None if o.mem_mib is None else _number_v0040(o.mem_mib),
+        "time_limit": None if o.time_minutes is None else _number_v0040(o.time_minutes),
+        "tres_per_node": None if o.gres is None else f"gres/{o.gres}",
+        "partition": o.partition,
+        "account": o.account,
+        "qos": o.qos,
+    }
+    job.update({k: v for k, v in optional.items() if v is not None})
+    return {"script": sub.script, "job": job}
+
+
+def _number_v0040(value: int) -> dict[str, Any]:
+    """A v0.0.40+ number object (`*_no_val` in the OpenAPI schema)."""
+    return {"set": True, "infinite": False, "number": value}
 
 
 DIALECTS: dict[str, Dialect] = {
-    "v0.0.38": Dialect("v0.0.38", build_submit_body_v0038, parse_jobs_v0038),
-    **{v: Dialect(v, build_submit_body_v0040, parse_jobs_v0040) for v in ("v0.0.40", "v0.0.41", "v0.0.42")},
+    "v0.0.38": Dialect("v0.0.38", build_submit_body_v0038, parse_jobs_v0038, parse_cancel_errors_none),
+    **{
+        v: Dialect(v, build_submit_body_v0040, parse_jobs_v0040, parse_cancel_errors_none)
+        for v in ("v0.0.40", "v0.0.41")
+    },
+    "v0.0.42": Dialect("v0.0.42", build_submit_body_v0040, parse_jobs_v0040, parse_cancel_errors_v0042),
 }
 
 _VERSION_PATH = re.compile(r"^/slurm/(v\d+\.\d+\.\d+)/jobs/?$")
@@ -121,7 +176,19 @@ def classify(
     """Transient or permanent, from the HTTP status and Slurm's error numbers."""
     if status in (502, 503, 504, 429):
         return TransientBackendError
+    if status in _AUTH_STATUSES:
+        return PermanentBackendError
     if status >= 500 and (not errors or all(n in _TRANSIENT_ERRORS for n, _ in errors)):
+        return TransientBackendError
+    return PermanentBackendError
+
+
+def classify_job_errors(
+    errors: list[tuple[int, str]],
+) -> type[TransientBackendError | PermanentBackendError]:
+    """Per-job errors inside an HTTP 200 answer (v0.0.42 DELETE `status`): transient only when every
+    one is slurmctld communication trouble."""
+    if errors and all(n in _TRANSIENT_ERRORS for n, _ in errors):
         return TransientBackendError
     return PermanentBackendError
 
@@ -178,12 +245,19 @@ class RestdTransport:
         return self.dialect.parse_jobs(doc)
 
     def cancel(self, job_id: int, user: str) -> None:
+        path = f"/slurm/{self.dialect.version}/job/{int(job_id)}"
         try:
-            self._call("DELETE", f"/slurm/{self.dialect.version}/job/{int(job_id)}", user)
+            doc = self._call("DELETE", path, user)
         except PermanentBackendError as e:
             if e.codes and all(n in _JOB_GONE for n in e.codes):
                 return
             raise
+        errors = [(n, msg) for n, msg in self.dialect.parse_cancel_errors(doc) if n not in _JOB_GONE]
+        if errors:
+            detail = "; ".join(f"{msg} ({n})" for n, msg in errors)
+            raise classify_job_errors(errors)(
+                f"slurmrestd DELETE {path} as {user}: {detail}", tuple(n for n, _ in errors)
+            )
 
     def close(self) -> None:
         self._client.close()
