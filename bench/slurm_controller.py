@@ -55,23 +55,30 @@ def main() -> int:
     ends: dict[str, float] = {}
     stop = threading.Event()
 
+    def note(obj: dict[str, Any]) -> None:
+        name = obj["metadata"].get("name", "")
+        status = obj.get("status") or {}
+        if name.startswith(run) and status.get("phase") in ("Succeeded", "Failed"):
+            seen.setdefault(name, time.time())
+            if status.get("completionTime"):
+                ends[name] = datetime.fromisoformat(status["completionTime"]).timestamp()
+
     def watch() -> None:
-        _, rv = watcher_kube.list_steps(NS)
         while not stop.is_set():
-            for kind, obj in watcher_kube.watch_steps(rv, NS, timeout_seconds=30):
-                rv = obj["metadata"].get("resourceVersion", rv)
-                name = obj["metadata"].get("name", "")
-                status = obj.get("status") or {}
-                if (
-                    kind != "BOOKMARK"
-                    and name.startswith(run)
-                    and status.get("phase") in ("Succeeded", "Failed")
-                ):
-                    seen.setdefault(name, time.time())
-                    if status.get("completionTime"):
-                        ends[name] = datetime.fromisoformat(status["completionTime"]).timestamp()
-                if stop.is_set():
-                    return
+            items, rv = watcher_kube.list_steps(NS)  # (re)list: also after an expired watch (410)
+            for obj in items:
+                note(obj)
+            expired = False
+            while not stop.is_set() and not expired:
+                for kind, obj in watcher_kube.watch_steps(rv, NS, timeout_seconds=30):
+                    if kind == "ERROR":
+                        expired = True
+                        break
+                    rv = obj["metadata"].get("resourceVersion", rv)
+                    if kind != "BOOKMARK":
+                        note(obj)
+                    if stop.is_set():
+                        return
 
     watch_thread = threading.Thread(target=watch, daemon=True)
     watch_thread.start()

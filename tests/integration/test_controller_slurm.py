@@ -92,6 +92,7 @@ def test_step_succeeds_and_kubectl_shows_its_slurm_job(
     done = wait_phase(env, "team-a", name, TERMINAL)
     status = done["status"]
     assert (status["phase"], status.get("exitCode")) == ("Succeeded", 0), status
+    assert "reason" not in status, "a pending/submitted reason must be cleared once the step succeeds"
     job_id = status["backendRef"]["jobId"]
     assert status["backendRef"]["display"] == f"converged/{job_id}"
     assert {c["type"]: c["status"] for c in status["conditions"]} == {

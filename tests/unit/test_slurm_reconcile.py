@@ -197,3 +197,18 @@ def test_unmapped_namespace_and_unknown_cluster_are_refused_without_submitting()
 def test_finished_steps_are_left_alone() -> None:
     done = make_step(status={"phase": "Succeeded"})
     assert plan_slurm_step(done, view()) == []
+
+
+def test_status_patch_deletes_fields_the_new_status_no_longer_has() -> None:
+    from converged_bridge.controller.status import build_status_patch
+
+    queued = next(
+        i for i in plan_slurm_step(make_step(), view(JOBS[16])) if isinstance(i, WriteStatus)
+    ).status
+    stored = queued.model_dump(mode="json", by_alias=True, exclude_none=True)
+    assert stored["reason"] == "Resources"
+    done = next(
+        i for i in plan_slurm_step(make_step(status=stored), view(JOBS[10])) if isinstance(i, WriteStatus)
+    )
+    patch = build_status_patch(stored, done.status)
+    assert patch["reason"] is None and patch["phase"] == "Succeeded"

@@ -41,7 +41,7 @@ from converged_bridge.controller.slurm_shell import (
     read_log_tail,
     write_private_file,
 )
-from converged_bridge.controller.status import TERMINAL_PHASES, build_status, is_finished
+from converged_bridge.controller.status import TERMINAL_PHASES, build_status, build_status_patch, is_finished
 from converged_bridge.errors import BackendError, PermanentBackendError, TransientBackendError
 from converged_bridge.kube.access import Conflict, KubeAccess, NotFound
 from converged_bridge.slurm.batch_script import build_secret_env_file
@@ -304,7 +304,7 @@ class Controller:
                     fins = [f for f in meta.get("finalizers", []) if f != FINALIZER]
                     self.kube.patch_step_finalizers(ns, name, fins, meta.get("resourceVersion"))
                 elif isinstance(intent, WriteStatus):
-                    status = intent.status.model_dump(mode="json", by_alias=True, exclude_none=True)
+                    status = build_status_patch(obj.get("status") or {}, intent.status)
                     self.steps[uid] = self.kube.patch_step_status(ns, name, status)
                     if intent.status.phase in TERMINAL_PHASES:
                         _remove_secret_file(obj, self.settings.log_dir)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from converged_bridge.api.conditions import Condition, ConditionStatus, set_condition
 from converged_bridge.api.workflowstep import BackendRef, Phase, WorkflowStep, WorkflowStepStatus
@@ -110,3 +111,16 @@ def same_status(a: WorkflowStepStatus, b: WorkflowStepStatus) -> bool:
     return a.model_dump(mode="json", by_alias=True, exclude_none=True) == b.model_dump(
         mode="json", by_alias=True, exclude_none=True
     )
+
+
+def build_status_patch(current: dict[str, Any], new: WorkflowStepStatus) -> dict[str, Any]:
+    """A JSON merge patch turning the stored status `current` into `new`.
+
+    A merge patch leaves keys it does not mention, so fields that `new` no longer has (a pending
+    reason once the job runs) are sent as null, which deletes them.
+    """
+    patch: dict[str, Any] = new.model_dump(mode="json", by_alias=True, exclude_none=True)
+    for key in current:
+        if key not in patch:
+            patch[key] = None
+    return patch
