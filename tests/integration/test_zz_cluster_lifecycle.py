@@ -9,9 +9,11 @@ import json
 import os
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import pytest
+from kubernetes import client
 
 from tests.conftest import cluster
 
@@ -22,6 +24,9 @@ EXPECTED = {
     "kube-apiserver",
     "kube-controller-manager",
     "kube-scheduler",
+    "containerd",
+    "step image",
+    "kubelet",
     "kueue",
     "kwok",
     "munge",
@@ -41,10 +46,20 @@ SLURM_EXES = {
     "/usr/sbin/slurmd",
     "/usr/sbin/slurmrestd",
 }
+# the real node's runtime, from Debian (kubelet itself is a cached build)
+RUNTIME_EXES = {
+    "/usr/bin/tini",
+    "/usr/bin/containerd",
+    "/usr/bin/containerd-shim",
+    "/usr/bin/containerd-shim-runc-v1",
+    "/usr/bin/containerd-shim-runc-v2",
+    "/usr/sbin/runc",
+}
 
 
 def our_processes(cache: Path) -> list[tuple[int, str]]:
-    """Processes running a binary of the local cluster: our cached builds or Slurm's daemons."""
+    """Processes running a binary of the local cluster: our cached builds, Slurm's daemons, the
+    real node's container runtime."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -53,7 +68,7 @@ def our_processes(cache: Path) -> list[tuple[int, str]]:
             exe = os.readlink(entry / "exe").removesuffix(" (deleted)")
         except OSError:
             continue
-        if exe.startswith(str(cache) + "/") or exe in SLURM_EXES:
+        if exe.startswith(str(cache) + "/") or exe in SLURM_EXES or exe in RUNTIME_EXES:
             found.append((int(entry.name), exe))
     return found
 
@@ -76,8 +91,56 @@ def test_status_reports_every_component_healthy(cluster_env: dict[str, str]) -> 
     assert [r for r in rows if not r["healthy"]] == []
 
 
-def test_down_leaves_no_process_of_ours_and_up_restores(cluster_env: dict[str, str]) -> None:
+def mount_points() -> list[str]:
+    return [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+
+
+def real_node_mounts(local_dir: Path, netns: set[str]) -> list[str]:
+    """Mounts made for the real node's pods: under containerd's and kubelet's state directories
+    (container root file systems, sandbox /dev/shm, volumes) and the given network namespaces."""
+    owned = (str(local_dir / "containerd") + "/", str(local_dir / "kubelet") + "/")
+    return [m for m in mount_points() if m.startswith(owned) or m in netns]
+
+
+def network_namespaces() -> set[str]:
+    return {m for m in mount_points() if m.startswith(("/run/netns/", "/var/run/netns/"))}
+
+
+def real_node_sleeper(kube_api: client.ApiClient, image: str, shared: str) -> str:
+    """A pod sleeping on the real node with the shared directory mounted; returns its name."""
+    name = f"lifecycle-sleeper-{uuid.uuid4().hex[:6]}"
+    pod = client.V1Pod(
+        metadata=client.V1ObjectMeta(name=name),
+        spec=client.V1PodSpec(
+            node_selector={"converged.dev/node-kind": "real"},
+            restart_policy="Never",
+            containers=[
+                client.V1Container(
+                    name="sleep",
+                    image=image,
+                    image_pull_policy="Never",
+                    command=["sleep", "300"],
+                    volume_mounts=[client.V1VolumeMount(name="shared", mount_path=shared)],
+                )
+            ],
+            volumes=[client.V1Volume(name="shared", host_path=client.V1HostPathVolumeSource(path=shared))],
+        ),
+    )
+    core = client.CoreV1Api(kube_api)
+    core.create_namespaced_pod("default", pod)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if core.read_namespaced_pod(name, "default").status.phase == "Running":
+            return name
+        time.sleep(0.5)
+    pytest.fail(f"pod {name} did not run on the real node within 60s")
+
+
+def test_down_leaves_no_process_or_mount_of_ours_and_up_restores(
+    cluster_env: dict[str, str], kube_api: client.ApiClient
+) -> None:
     cache = Path(os.environ.get("CONVERGED_CACHE", "/var/cache/converged"))
+    local_dir = Path(cluster_env["CONVERGED_SHARED_DIR"]).parent
     assert our_processes(cache), "the cluster should be running before down"
     # a running job's slurmstepd must not outlive `down` either
     job = subprocess.run(
@@ -87,10 +150,33 @@ def test_down_leaves_no_process_of_ours_and_up_restores(cluster_env: dict[str, s
         check=True,
     ).stdout.strip()
     eventually_running(job)
+    # nor may a running pod's containers, sandbox, network namespace or mounts
+    netns_before = network_namespaces()
+    real_node_sleeper(kube_api, cluster_env["CONVERGED_STEP_IMAGE"], cluster_env["CONVERGED_SHARED_DIR"])
+    pod_netns = network_namespaces() - netns_before
+    assert pod_netns, "the sleeping pod should have its own network namespace"
+    assert real_node_mounts(local_dir, pod_netns), "the sleeping pod should have mounts"
     cluster("down")
     try:
         assert our_processes(cache) == []
+        assert real_node_mounts(local_dir, pod_netns) == []
+        assert not Path("/sys/class/net/cvg0").exists(), "the pods' bridge should be gone"
         assert cluster("status", check=False).returncode == 1
     finally:
         cluster("up")
     assert cluster("status").returncode == 0
+    # no container or sandbox came back with the cluster
+    containers = subprocess.run(
+        [
+            "ctr",
+            f"--address={cluster_env['CONTAINERD_ADDRESS']}",
+            "--namespace=k8s.io",
+            "containers",
+            "ls",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert containers == []

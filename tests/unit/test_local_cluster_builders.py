@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
-from localcluster import kubeconfig, kueue, kwok
+from localcluster import kubeconfig, kubelet, kueue, kwok
 from localcluster.layout import HERE, Layout, Ports, read_versions
 
 
@@ -59,6 +60,33 @@ def test_queue_quota_matches_the_kwok_nodes_and_flavors_select_them() -> None:
     assert quota["kwok"] == {"cpu": str(8 * (len(nodes) - 1)), "memory": "96Gi", "nvidia.com/gpu": "0"}
     assert [f["name"] for f in flavors] == ["kwok", "kwok-gpu"]
     assert by_kind[("LocalQueue", "default")]["spec"]["clusterQueue"] == "default"
+
+
+def test_real_queue_selects_only_the_real_node_within_what_the_machine_has() -> None:
+    items: list[dict[str, Any]] = kueue.build_queues()["items"]  # type: ignore[assignment]
+    by_kind = {(i["kind"], i["metadata"]["name"]): i for i in items}
+    flavor = by_kind[("ResourceFlavor", "real")]
+    # the flavor selects the real node by the label its kubelet registers, and no kwok node
+    assert flavor["spec"]["nodeLabels"] == kubelet.NODE_LABELS
+    assert "tolerations" not in flavor["spec"]  # the real node is not tainted
+    kwok_nodes: list[dict[str, Any]] = kwok.build_nodes()["items"]  # type: ignore[assignment]
+    assert not [
+        n for n in kwok_nodes if flavor["spec"]["nodeLabels"].items() <= n["metadata"]["labels"].items()
+    ]
+
+    cq = by_kind[("ClusterQueue", "real")]
+    groups = cq["spec"]["resourceGroups"]
+    assert [f["name"] for g in groups for f in g["flavors"]] == ["real"]
+    quota = {r["name"]: r["nominalQuota"] for r in groups[0]["flavors"][0]["resources"]}
+    assert quota == {"cpu": "2", "memory": "8Gi"}
+    assert set(groups[0]["coveredResources"]) == set(quota)
+    assert int(quota["cpu"]) <= (os.cpu_count() or 0)
+    memory_gi = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
+    assert int(quota["memory"].removesuffix("Gi")) <= memory_gi
+    assert by_kind[("LocalQueue", "real")]["metadata"]["namespace"] == "default"
+    assert by_kind[("LocalQueue", "real")]["spec"]["clusterQueue"] == "real"
+    # the kwok queue keeps its own flavors: nothing meant to really run lands on a fake node by default
+    assert ("ClusterQueue", "default") in by_kind and ("LocalQueue", "default") in by_kind
 
 
 def test_kueue_config_runs_out_of_cluster_on_loopback(tmp_path: Path) -> None:

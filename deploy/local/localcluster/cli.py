@@ -11,12 +11,13 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from . import kube, kueue, kwok, procs, slurm
+from . import containerd, images, kube, kubelet, kueue, kwok, packages, procs, slurm
 from .layout import HERE, Layout
 from .procs import ClusterError
 
-# Kubernetes-side components in start order; each module has up/down/health/(env).
-KUBE_SIDE = (kube, kueue, kwok)
+# Kubernetes-side components in start order; each module has up/down/health.
+# containerd runs the real node's pods from the step image; kubelet is that node.
+KUBE_SIDE = (kube, containerd, images, kubelet, kueue, kwok)
 
 
 def build(layout: Layout) -> None:
@@ -31,17 +32,25 @@ def up(layout: Layout) -> None:
     start = time.monotonic()
     layout.ensure()
     build(layout)
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    # one apt-get run for every component, before any of them runs beside another
+    packages.ensure([*slurm.PACKAGES, *containerd.PACKAGES, *images.PACKAGES])
+    with ThreadPoolExecutor(max_workers=2) as pool:
         slurm_done = pool.submit(slurm.up, layout)  # Slurm comes up beside the Kubernetes side
-        for component in KUBE_SIDE:
-            component.up(layout)
+        images_done = pool.submit(images.build_all, layout)  # cached by recipe: slow only when it changed
+        kube.up(layout)
+        images_done.result()
+        containerd.up(layout, sandbox_image=images.pause(layout).ref)
+        images.up(layout)
+        kubelet.up(layout)
+        kueue.up(layout)
+        kwok.up(layout)
         slurm_done.result()
     print(f"local converged cluster up in {time.monotonic() - start:.1f}s", file=sys.stderr)
 
 
 def down(layout: Layout) -> None:
     for component in reversed(KUBE_SIDE):
-        component.down(layout)
+        component.down(layout)  # kubelet drains through the API server, so kube goes down last
     slurm.down(layout)
     left = [name for name in procs.started_names(layout) if procs.running(layout, name) is not None]
     for name in left:  # anything else we started, by pid file
@@ -59,6 +68,8 @@ def env(layout: Layout) -> dict[str, str]:
     out = kube.env(layout)
     out.update(slurm.env(layout))
     out["CONVERGED_SHARED_DIR"] = str(layout.shared)
+    out.update(images.env(layout))
+    out.update(containerd.env(layout))
     return out
 
 

@@ -13,6 +13,12 @@ from .procs import Daemon
 
 METRICS_CERT_DIR = Path("/etc/kueue/metrics/certs")  # fixed in Kueue's main.go when internal certs are off
 FRAMEWORKS = ["batch/job"]
+REAL_QUEUE = "real"  # flavor, ClusterQueue and LocalQueue (namespace default) of the real node
+REAL_NODE_LABEL = "converged.dev/node-kind"
+# What the one real node can really give on this 2-core machine (kubelet.py), leaving room for the
+# control plane and Slurm beside it.
+REAL_QUOTA = {"cpu": "2", "memory": "8Gi"}
+CLUSTER_QUEUES = ("default", REAL_QUEUE)
 
 
 def build_config(layout: Layout, cert_dir: Path) -> dict[str, object]:
@@ -35,18 +41,23 @@ def build_config(layout: Layout, cert_dir: Path) -> dict[str, object]:
 
 
 def build_queues() -> dict[str, object]:
-    """Default flavors and queues over the kwok nodes (see kwok.build_node).
+    """Flavors and queues: `default` over the kwok nodes (see kwok.build_node), `real` over the real
+    node (see kubelet.py), so work that must really run asks for it by queue name.
 
-    Flavor `kwok` (3 CPU nodes) is tried first; a request for nvidia.com/gpu only fits `kwok-gpu`.
+    In `default`, flavor `kwok` (3 CPU nodes) is tried first; a request for nvidia.com/gpu only fits
+    `kwok-gpu`. `real` holds what the one real node can give: REAL_QUOTA.
     """
     toleration = {"key": "kwok.x-k8s.io/node", "operator": "Equal", "value": "fake", "effect": "NoSchedule"}
 
-    def flavor(name: str, labels: dict[str, str]) -> dict[str, object]:
+    def flavor(name: str, labels: dict[str, str], fake: bool = True) -> dict[str, object]:
+        spec: dict[str, object] = {"nodeLabels": labels}
+        if fake:
+            spec["tolerations"] = [toleration]
         return {
             "apiVersion": "kueue.x-k8s.io/v1beta1",
             "kind": "ResourceFlavor",
             "metadata": {"name": name},
-            "spec": {"nodeLabels": labels, "tolerations": [toleration]},
+            "spec": spec,
         }
 
     def quota(name: str, cpu: str, mem: str, gpu: str) -> dict[str, object]:
@@ -83,6 +94,33 @@ def build_queues() -> dict[str, object]:
             "kind": "LocalQueue",
             "metadata": {"name": "default", "namespace": "default"},
             "spec": {"clusterQueue": "default"},
+        },
+        flavor(REAL_QUEUE, {REAL_NODE_LABEL: "real"}, fake=False),
+        {
+            "apiVersion": "kueue.x-k8s.io/v1beta1",
+            "kind": "ClusterQueue",
+            "metadata": {"name": REAL_QUEUE},
+            "spec": {
+                "namespaceSelector": {},
+                "queueingStrategy": "BestEffortFIFO",
+                "resourceGroups": [
+                    {
+                        "coveredResources": list(REAL_QUOTA),
+                        "flavors": [
+                            {
+                                "name": REAL_QUEUE,
+                                "resources": [{"name": r, "nominalQuota": q} for r, q in REAL_QUOTA.items()],
+                            }
+                        ],
+                    }
+                ],
+            },
+        },
+        {
+            "apiVersion": "kueue.x-k8s.io/v1beta1",
+            "kind": "LocalQueue",
+            "metadata": {"name": REAL_QUEUE, "namespace": "default"},
+            "spec": {"clusterQueue": REAL_QUEUE},
         },
     ]
     return {"apiVersion": "v1", "kind": "List", "items": items}
@@ -147,15 +185,24 @@ def up(layout: Layout) -> None:
         input=json.dumps(build_queues()),
     )
     procs.wait_until(
-        "ClusterQueue default Active", lambda: _cq_active(layout), 60, procs.log_path(layout, "kueue")
+        "ClusterQueues default and real Active",
+        lambda: _cq_active(layout),
+        60,
+        procs.log_path(layout, "kueue"),
     )
 
 
-def _cq_active(layout: Layout) -> bool:
-    cq = json.loads(kube.kubectl(layout, "get", "clusterqueue", "default", "-o", "json"))
-    return any(
-        c["type"] == "Active" and c["status"] == "True" for c in cq.get("status", {}).get("conditions", [])
-    )
+def _cq_active(layout: Layout, names: tuple[str, ...] = CLUSTER_QUEUES) -> bool:
+    listed = json.loads(kube.kubectl(layout, "get", "clusterqueues", "-o", "json"))["items"]
+    active = {
+        cq["metadata"]["name"]
+        for cq in listed
+        if any(
+            c["type"] == "Active" and c["status"] == "True"
+            for c in cq.get("status", {}).get("conditions", [])
+        )
+    }
+    return set(names) <= active
 
 
 def down(layout: Layout) -> None:
@@ -172,6 +219,10 @@ def health(layout: Layout) -> list[tuple[str, bool, str]]:
             active = False
         good, detail = (
             active,
-            ("ClusterQueue default Active" if active else "ClusterQueue default not Active"),
+            (
+                f"ClusterQueues {', '.join(CLUSTER_QUEUES)} Active"
+                if active
+                else f"ClusterQueues {', '.join(CLUSTER_QUEUES)} not all Active"
+            ),
         )
     return [("kueue", good, detail)]

@@ -31,6 +31,8 @@ class Ports:
     kueue_metrics: int = 8443
     kueue_health: int = 8081
     kwok_server: int = 10247
+    kubelet_healthz: int = 10248
+    kubelet: int = 10250
     mariadb: int = 33306
     slurmctld: int = 6817
     slurmdbd: int = 6819
@@ -72,7 +74,7 @@ class Layout:
 
     @property
     def shared(self) -> Path:
-        """The shared directory every Slurm node and (later) every real pod sees."""
+        """The shared directory every Slurm node and every pod of the real node sees (same path)."""
         return self.root / "shared"
 
     def component_dir(self, name: str) -> Path:

@@ -34,3 +34,12 @@ def ok_http(url: str, timeout: float = 3.0) -> bool:
             return resp.status == 200 and '"health":"true"' in body.replace(" ", "")
     except OSError:
         return False
+
+
+def ok_plain(url: str, timeout: float = 3.0) -> bool:
+    """True when a plain-HTTP GET answers 200 with body "ok" (kubelet's /healthz)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - local URLs only
+            return bool(resp.status == 200) and resp.read().decode(errors="replace").strip() == "ok"
+    except OSError:
+        return False
