@@ -35,8 +35,12 @@ class ClusterEnv(dict[str, str]):
 
 @pytest.fixture(scope="session")
 def cluster_env() -> Iterator[dict[str, str]]:
-    started = cluster("status", check=False).returncode != 0
-    if started:
+    """The running local cluster's variables. A partly running cluster is repaired with `up` and left
+    running; a cluster that was entirely stopped is started and, at the end, stopped again."""
+    status = cluster("status", "--json", check=False)
+    rows = json.loads(status.stdout) if status.stdout.strip() else []
+    started = not any(r["healthy"] for r in rows)
+    if status.returncode != 0:
         cluster("up")
     values = ClusterEnv(json.loads(cluster("env", "--json").stdout))
     yield values
