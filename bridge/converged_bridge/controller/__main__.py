@@ -42,6 +42,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, ControllerSe
         "namespace": "watch only this namespace (default: all)",
         "log_dir": "directory for Slurm logs of steps without a workingDir",
         "watch_timeout": "seconds a WATCH stays open before it is renewed",
+        "local_queue": "Kueue LocalQueue for Kubernetes-backed steps that name none",
+        "shared_paths": "comma-separated host directories mounted at the same path in every step pod",
+        "image_pull_policy": "imagePullPolicy of step containers (IfNotPresent, Never, Always)",
     }
     for f in fields(ControllerSettings):
         default = getattr(defaults, f.name)

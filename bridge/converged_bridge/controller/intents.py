@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from converged_bridge.api.workflowstep import WorkflowStepStatus
 from converged_bridge.slurm.transport import Submission
@@ -48,4 +48,33 @@ class CancelSlurmJob:
     user: str
 
 
-Intent = AddFinalizer | RemoveFinalizer | WriteStatus | Emit | SubmitSlurmJob | CancelSlurmJob
+@dataclass(frozen=True)
+class CreateObject:
+    """Create a Kubernetes object for the step (an AlreadyExists means it is there: adopt it)."""
+
+    group: str
+    version: str
+    plural: str
+    namespace: str
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DeleteObject:
+    group: str
+    version: str
+    plural: str
+    namespace: str
+    name: str
+
+
+Intent = (
+    AddFinalizer
+    | RemoveFinalizer
+    | WriteStatus
+    | Emit
+    | SubmitSlurmJob
+    | CancelSlurmJob
+    | CreateObject
+    | DeleteObject
+)

@@ -28,6 +28,8 @@ from converged_bridge.controller.intents import (
     FINALIZER,
     AddFinalizer,
     CancelSlurmJob,
+    CreateObject,
+    DeleteObject,
     Emit,
     Intent,
     RemoveFinalizer,
@@ -43,7 +45,9 @@ from converged_bridge.controller.slurm_shell import (
 )
 from converged_bridge.controller.status import TERMINAL_PHASES, build_status, build_status_patch, is_finished
 from converged_bridge.errors import BackendError, PermanentBackendError, TransientBackendError
-from converged_bridge.kube.access import Conflict, KubeAccess, NotFound
+from converged_bridge.kube.access import AlreadyExists, Conflict, KubeAccess, NotFound
+from converged_bridge.kueue.builders import MANAGED_LABEL, STEP_UID_LABEL, KueueSite
+from converged_bridge.kueue.reconcile import KINDS, OPERATOR_KINDS, KueueView, plan_kueue_step
 from converged_bridge.slurm.batch_script import build_secret_env_file
 from converged_bridge.slurm.jobs import SlurmJob, index_by_step
 from converged_bridge.slurm.transport import SlurmTransport
@@ -60,6 +64,15 @@ class ControllerSettings:
     namespace: str | None = None  # watch one namespace, or all
     log_dir: str = "/tmp/converged"  # where Slurm logs go for steps without a workingDir
     watch_timeout: int = 300  # seconds a WATCH stays open before it is renewed
+    local_queue: str = "default"  # Kueue LocalQueue for steps that name none
+    shared_paths: str = ""  # comma-separated host directories mounted at the same path in every pod
+    image_pull_policy: str = "IfNotPresent"  # for the containers of Kubernetes-backed steps
+
+    def kueue_site(self) -> KueueSite:
+        paths = tuple(p for p in self.shared_paths.split(",") if p)
+        return KueueSite(
+            default_local_queue=self.local_queue, shared_paths=paths, image_pull_policy=self.image_pull_policy
+        )
 
 
 TransportFactory = Callable[[str, SlurmClusterSpec, Callable[[str, str, str], str]], SlurmTransport]
@@ -90,6 +103,11 @@ class Controller:
         self._stop = threading.Event()
         self._synced = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._kube_objects: dict[str, dict[str, dict[str, Any]]] = {}  # kind -> step uid -> object
+        self._workloads: dict[str, dict[str, Any]] = {}  # owner uid -> Workload
+        self._pods: dict[str, list[dict[str, Any]]] = {}  # step uid -> pods
+        self._served: frozenset[str] | None = None  # operator kinds the API server serves
+        self._kueue_observed = False
         self.slurm_queries = 0  # Slurm listings made, for benchmarks and tests
         self.cycles = 0
         self.cycle_cpu_seconds: list[float] = []  # CPU of each poll cycle (listing + reconcile), last 1000
@@ -228,8 +246,58 @@ class Controller:
             self.slurm_queries += 1
             self._snapshots[name] = index_by_step(jobs)
             self._snapshot_seq[name] = self._snapshot_seq.get(name, 0) + 1
+        if any(o.get("spec", {}).get("backend") == Backend.KUEUE.value for o in self.steps.values()):
+            try:
+                self._observe_kubernetes()
+            except BackendError as e:
+                log.warning("observing Kubernetes-backed steps failed: %s", e)
+                self._kueue_observed = False
         for uid in list(self.steps):
-            self._reconcile(uid)
+            self._guard(partial(self._reconcile, uid))  # one broken step must not stall the others
+
+    def _observe_kubernetes(self) -> None:
+        """One LIST per served operator kind, one of Workloads and one of step pods: a constant per cycle."""
+        if self._served is None or self.cycles % 30 == 1:
+            self._served = frozenset(k for k, (g, v, p, _) in KINDS.items() if self.kube.served(g, v, p))
+        selector = f"{MANAGED_LABEL}=converged"
+        objects: dict[str, dict[str, dict[str, Any]]] = {}
+        for kind in self._served:
+            group, version, plural, _ = KINDS[kind]
+            objects[kind] = {
+                o["metadata"]["labels"][STEP_UID_LABEL]: o
+                for o in self.kube.list_objects(group, version, plural, selector)
+                if o["metadata"].get("labels", {}).get(STEP_UID_LABEL)
+            }
+        workloads: dict[str, dict[str, Any]] = {}
+        for wl in self.kube.list_objects("kueue.x-k8s.io", "v1beta1", "workloads"):
+            for owner in wl["metadata"].get("ownerReferences", []):
+                workloads[owner["uid"]] = wl
+        pods: dict[str, list[dict[str, Any]]] = {}
+        for pod in self.kube.list_pods(STEP_UID_LABEL):
+            pods.setdefault(pod["metadata"]["labels"][STEP_UID_LABEL], []).append(pod)
+        self._kube_objects, self._workloads, self._pods = objects, workloads, pods
+        self._kueue_observed = True
+
+    def _reconcile_kueue(self, uid: str, step: WorkflowStep) -> None:
+        deleting = step.metadata.deletion_timestamp is not None
+        if not self._kueue_observed and not is_finished(step) and not deleting:
+            return  # nothing observed yet: decide after the next poll
+        operator_kind = OPERATOR_KINDS[step.spec.operator.value]
+        obj = self._kube_objects.get(operator_kind, {}).get(uid)
+        # Kueue admits the Job the Flux operator makes for a MiniCluster, not the MiniCluster itself
+        owner = self._kube_objects.get("Job", {}).get(uid) if operator_kind == "MiniCluster" else obj
+        workload = (
+            self._workloads.get(owner["metadata"]["uid"]) if owner and "uid" in owner["metadata"] else None
+        )
+        view = KueueView(
+            site=self.settings.kueue_site(),
+            obj=obj,
+            workload=workload,
+            pods=self._pods.get(uid, []),
+            now=self._clock(),
+            served_kinds=self._served if self._served is not None else frozenset(KINDS),
+        )
+        self.apply_intents(uid, plan_kueue_step(step, view))
 
     def _slurm_steps(self) -> list[WorkflowStep]:
         out = []
@@ -243,12 +311,15 @@ class Controller:
 
     def _reconcile(self, uid: str) -> None:
         obj = self.steps.get(uid)
-        if obj is None or obj.get("spec", {}).get("backend") != Backend.SLURM.value:
+        if obj is None:
             return
         try:
             step = WorkflowStep.model_validate(obj)
         except ValidationError as e:
             self._refuse_invalid(obj, e)
+            return
+        if step.spec.backend == Backend.KUEUE:
+            self._reconcile_kueue(uid, step)
             return
         name = _cluster_of(step) or ""
         if name not in self.clusters and step.metadata.deletion_timestamp is None and not is_finished(step):
@@ -315,6 +386,12 @@ class Controller:
                     return  # _submit reconciles again with the job id
                 elif isinstance(intent, CancelSlurmJob) and not self._cancel(intent):
                     return  # keep the finalizer until the cancel goes through
+                elif isinstance(intent, CreateObject):
+                    self._create(uid, intent)
+                elif isinstance(intent, DeleteObject):
+                    self.kube.delete_object(
+                        intent.group, intent.version, intent.plural, intent.namespace, intent.name
+                    )
             except NotFound:
                 self.steps.pop(uid, None)
                 return
@@ -323,6 +400,16 @@ class Controller:
             except BackendError as e:
                 log.warning("step %s/%s: %s failed: %s", ns, name, type(intent).__name__, e)
                 return
+
+    def _create(self, uid: str, intent: CreateObject) -> None:
+        kind = intent.body["kind"]
+        try:
+            created = self.kube.create_object(
+                intent.group, intent.version, intent.plural, intent.namespace, intent.body
+            )
+        except AlreadyExists:
+            created = intent.body  # made by an earlier attempt (or process): the next listing shows it
+        self._kube_objects.setdefault(kind, {})[uid] = created
 
     def _emit(self, obj: dict[str, Any], intent: Emit) -> None:
         try:

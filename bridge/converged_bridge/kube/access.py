@@ -7,6 +7,7 @@ that the kubernetes client (and any kubeconfig) is touched only when a controlle
 from __future__ import annotations
 
 import base64
+import json
 import socket
 import uuid
 from collections import Counter
@@ -48,6 +49,10 @@ def current_namespace(kubeconfig: str | None = None) -> str:
 
 class NotFound(PermanentBackendError):
     """The object is gone."""
+
+
+class AlreadyExists(PermanentBackendError):
+    """The object to create is there already (created earlier by us: adopt it)."""
 
 
 class Conflict(TransientBackendError):
@@ -218,6 +223,89 @@ class KubeAccess:
         if key not in data:
             raise PermanentBackendError(f"secret {namespace}/{name} has no key {key!r}")
         return base64.b64decode(data[key]).decode()
+
+    # --- operator objects (Jobs, JobSets, MPIJobs, MiniClusters) and Kueue Workloads ---
+    def list_objects(
+        self, group: str, version: str, plural: str, label_selector: str = ""
+    ) -> list[dict[str, Any]]:
+        """All objects of a kind in every namespace (one LIST); [] when the kind is not served."""
+        try:
+            doc = self._do(
+                "list",
+                f"list {plural}.{group}",
+                self._custom.list_cluster_custom_object,
+                group,
+                version,
+                plural,
+                label_selector=label_selector,
+            )
+        except NotFound:
+            return []
+        return list(doc.get("items", []))
+
+    def served(self, group: str, version: str, plural: str) -> bool:
+        """Whether the API server serves this kind (a cheap LIST with limit 1)."""
+        try:
+            self._do(
+                "list",
+                f"probe {plural}.{group}",
+                self._custom.list_cluster_custom_object,
+                group,
+                version,
+                plural,
+                limit=1,
+            )
+        except NotFound:
+            return False
+        return True
+
+    def create_object(
+        self, group: str, version: str, plural: str, namespace: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        from kubernetes.client.exceptions import ApiException
+
+        self.calls["create"] += 1
+        try:
+            return cast(
+                dict[str, Any],
+                self._custom.create_namespaced_custom_object(
+                    group, version, namespace, plural, body, field_manager=self.field_manager
+                ),
+            )
+        except ApiException as e:
+            if e.status == 409:
+                raise AlreadyExists(f"{plural}.{group} {namespace}/{body['metadata']['name']} exists") from e
+            raise _translate(e, f"create {plural}.{group} {namespace}/{body['metadata']['name']}") from e
+        except Exception as e:
+            raise _translate(e, f"create {plural}.{group}") from e
+
+    def delete_object(self, group: str, version: str, plural: str, namespace: str, name: str) -> None:
+        """Delete an object and, in the background, what it owns (its pods)."""
+        try:
+            self._do(
+                "delete",
+                f"delete {plural}.{group} {namespace}/{name}",
+                self._custom.delete_namespaced_custom_object,
+                group,
+                version,
+                namespace,
+                plural,
+                name,
+                propagation_policy="Background",
+            )
+        except NotFound:
+            return
+
+    def list_pods(self, label_selector: str) -> list[dict[str, Any]]:
+        """Pods in every namespace matching `label_selector`, as plain dicts (one LIST)."""
+        pods = self._do(
+            "list",
+            f"list pods {label_selector}",
+            self._core.list_pod_for_all_namespaces,
+            label_selector=label_selector,
+            _preload_content=False,
+        )
+        return list(json.loads(pods.data).get("items", []))
 
     # --- Pods ---
     def pod_names(self, namespace: str, label_selector: str) -> list[str]:
