@@ -87,7 +87,21 @@ kwok_stages() {
   chmod -R u+w "$out.tmp" && mv "$out.tmp" "$out"
 }
 
+# CRDs of the operators whose objects converged builds, from their Go modules (no controllers run:
+# the API server validates the objects and Kueue admits them).
+operator_crds() {
+  local out="$cache/operator-crds-jobset-$JOBSET_VERSION-mpi-$MPI_OPERATOR_VERSION"
+  [[ -d "$out" ]] && return 0
+  local jobset mpi
+  jobset=$(module_dir kueue "sigs.k8s.io/jobset@$JOBSET_VERSION")
+  mpi=$(module_dir kueue "github.com/kubeflow/mpi-operator@$MPI_OPERATOR_VERSION")
+  mkdir -p "$out.tmp"
+  cp "$jobset/config/components/crd/bases/jobset.x-k8s.io_jobsets.yaml" "$out.tmp/"
+  cp "$mpi/manifests/base/kubeflow.org_mpijobs.yaml" "$out.tmp/"
+  chmod -R u+w "$out.tmp" && mv "$out.tmp" "$out"
+}
+
 KUBE_COMPONENTS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet)
 targets=("$@")
-((${#targets[@]})) || targets=(etcd kueue kwok kubernetes)
+((${#targets[@]})) || targets=(etcd kueue kwok kubernetes operator_crds)
 for t in "${targets[@]}"; do "$t"; done

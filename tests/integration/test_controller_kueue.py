@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from converged_bridge.api.workflowstep import WorkflowStep
+from converged_bridge.kueue.builders import KueueSite, build_operator_object
 from tests.integration.conftest import ControllerProcess, apply, eventually, kubectl
 from tests.integration.test_controller_slurm import TERMINAL, create, get, wait_phase
 
@@ -192,3 +194,47 @@ def test_kubernetes_step_without_image_is_refused(
     status = wait_phase(env, NS, name, TERMINAL)["status"]
     assert (status["phase"], status["reason"]) == ("Failed", "InvalidSpec")
     assert "image" in status["message"] and "backendRef" not in status
+
+
+@pytest.mark.parametrize("operator", ["job", "jobset", "mpijob"])
+def test_every_built_object_passes_server_side_validation(kueue_queue: dict[str, str], operator: str) -> None:
+    extra = {"nodes": 2, "tasks": 4} if operator == "mpijob" else {}
+    manifest = kueue_step(f"dry-{operator}", **extra)
+    manifest["spec"]["operator"] = operator
+    manifest["metadata"]["uid"] = str(uuid.uuid4())
+    step = WorkflowStep.model_validate(manifest)
+    built = build_operator_object(step, KueueSite(shared_paths=("/var/lib/converged-local/shared",)))
+    out = kubectl(
+        kueue_queue, "create", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(built.body)
+    )
+    assert json.loads(out)["kind"] == built.kind
+
+
+@pytest.mark.parametrize(("operator", "plural"), [("jobset", "jobsets"), ("mpijob", "mpijobs")])
+def test_jobset_and_mpijob_steps_are_admitted_by_kueue(
+    controller: ControllerProcess, kueue_queue: dict[str, str], operator: str, plural: str
+) -> None:
+    env, name = kueue_queue, f"kq-{operator}-{uuid.uuid4().hex[:6]}"
+    extra = {"nodes": 2, "tasks": 2} if operator == "mpijob" else {}
+    create(env, {**kueue_step(name, operator=operator, **extra)})
+
+    def admitted() -> dict[str, Any] | None:
+        status = (get(env, NS, name) or {}).get("status", {})
+        return status if status.get("reason") == "Admitted" else None
+
+    # no JobSet/MPI operator runs here: Kueue admits the object, nothing starts its pods
+    status = eventually(f"the {operator} step to be admitted by Kueue", admitted, 90)
+    assert status["backendRef"]["workload"] and "kwok" in status["message"]
+    assert kubectl(env, "get", plural, status["backendRef"]["name"], "-n", NS, "-o", "name")
+    kubectl(env, "delete", "wfs", name, "-n", NS, "--timeout=60s")
+    assert not kubectl(env, "get", plural, status["backendRef"]["name"], "-n", NS, "--ignore-not-found")
+
+
+def test_minicluster_step_is_refused_while_its_crd_is_not_served(
+    controller: ControllerProcess, kueue_queue: dict[str, str]
+) -> None:
+    env, name = kueue_queue, f"kq-flux-{uuid.uuid4().hex[:6]}"
+    create(env, kueue_step(name, operator="minicluster"))
+    status = wait_phase(env, NS, name, TERMINAL)["status"]
+    assert (status["phase"], status["reason"]) == ("Failed", "OperatorNotInstalled")
+    assert "flux-framework.org/v1alpha2" in status["message"]

@@ -409,6 +409,17 @@ class Controller:
             )
         except AlreadyExists:
             created = intent.body  # made by an earlier attempt (or process): the next listing shows it
+        except PermanentBackendError as e:
+            obj = self.steps.get(uid)
+            if obj is None:
+                return
+            message = f"the API server refused the {kind}: {e}"
+            step = WorkflowStep.model_validate(obj)
+            failed = build_status(
+                step, phase=Phase.FAILED, reason="CreateRejected", message=message, now=self._clock()
+            )
+            self.apply_intents(uid, [WriteStatus(failed), Emit("Warning", "CreateRejected", message)])
+            return
         self._kube_objects.setdefault(kind, {})[uid] = created
 
     def _emit(self, obj: dict[str, Any], intent: Emit) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 
 from . import kubeconfig, pki, probes, procs
-from .layout import Layout
+from .layout import HERE, Layout
 from .procs import Daemon
 
 SERVICE_RANGE = "10.96.0.0/16"
+REPO_CRDS = HERE.parent.parent / "crds"
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 
 
@@ -145,6 +147,20 @@ def kubectl(layout: Layout, *args: str, input: str | None = None, check: bool = 
     return cp.stdout
 
 
+def apply_crds(layout: Layout, path: Path) -> None:
+    """Apply the CRDs in `path` server-side (some are large) and wait until they are served."""
+    kubectl(
+        layout,
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager=converged-local",
+        "-f",
+        str(path),
+    )
+    kubectl(layout, "wait", "--for=condition=Established", "--timeout=60s", "-f", str(path))
+
+
 def up(layout: Layout) -> None:
     layout.ensure()
     pki.ensure_all(layout.pki)
@@ -169,6 +185,7 @@ def up(layout: Layout) -> None:
     ):
         url = f"https://127.0.0.1:{port}/healthz"
         procs.wait_until(name, partial(probes.ok, url), 60, procs.log_path(layout, name))
+    apply_crds(layout, REPO_CRDS)  # converged's own API: WorkflowStep, SlurmCluster
     # the namespace's default ServiceAccount is made by the controller-manager; pods need it
     procs.wait_until(
         "default ServiceAccount",

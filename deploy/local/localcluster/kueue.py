@@ -12,7 +12,7 @@ from .layout import Layout
 from .procs import Daemon
 
 METRICS_CERT_DIR = Path("/etc/kueue/metrics/certs")  # fixed in Kueue's main.go when internal certs are off
-FRAMEWORKS = ["batch/job"]
+FRAMEWORKS = ["batch/job", "jobset.x-k8s.io/jobset", "kubeflow.org/mpijob"]
 REAL_QUEUE = "real"  # flavor, ClusterQueue and LocalQueue (namespace default) of the real node
 REAL_NODE_LABEL = "converged.dev/node-kind"
 # What the one real node can really give on this 2-core machine (kubelet.py), leaving room for the
@@ -155,17 +155,9 @@ def up(layout: Layout) -> None:
     work = layout.component_dir("kueue")
     work.mkdir(parents=True, exist_ok=True)
     pki.ensure_all(layout.pki)
-    crds = layout.cached("kueue", "crds")
-    kube.kubectl(
-        layout,
-        "apply",
-        "--server-side",
-        "--force-conflicts",
-        "--field-manager=converged-local",
-        "-f",
-        str(crds),
-    )
-    kube.kubectl(layout, "wait", "--for=condition=Established", "--timeout=60s", "-f", str(crds))
+    # operator CRDs first: Kueue enables an integration only if its CRD is served when it starts
+    kube.apply_crds(layout, layout.operator_crds)
+    kube.apply_crds(layout, layout.cached("kueue", "crds"))
     cert_dir = work / "certs"
     _install_certs(layout, cert_dir)
     config = work / "config.json"

@@ -89,6 +89,12 @@ class Layout:
         version = self.versions[f"{component.upper()}_VERSION"]
         return self.cache / f"{component}-{version}" / sub
 
+    @property
+    def operator_crds(self) -> Path:
+        """CRDs of JobSet and MPIJob taken from their Go modules by build-binaries.sh."""
+        v = self.versions
+        return self.cache / f"operator-crds-jobset-{v['JOBSET_VERSION']}-mpi-{v['MPI_OPERATOR_VERSION']}"
+
     def ensure(self) -> None:
         for d in (self.root, self.run, self.logs, self.pki, self.shared):
             d.mkdir(parents=True, exist_ok=True)
