@@ -198,7 +198,7 @@ def test_kubernetes_step_without_image_is_refused(
 
 @pytest.mark.parametrize("operator", ["job", "jobset", "mpijob"])
 def test_every_built_object_passes_server_side_validation(kueue_queue: dict[str, str], operator: str) -> None:
-    extra = {"nodes": 2, "tasks": 4} if operator == "mpijob" else {}
+    extra: dict[str, Any] = {"nodes": 2, "tasks": 4} if operator == "mpijob" else {}
     manifest = kueue_step(f"dry-{operator}", **extra)
     manifest["spec"]["operator"] = operator
     manifest["metadata"]["uid"] = str(uuid.uuid4())
@@ -215,7 +215,7 @@ def test_jobset_and_mpijob_steps_are_admitted_by_kueue(
     controller: ControllerProcess, kueue_queue: dict[str, str], operator: str, plural: str
 ) -> None:
     env, name = kueue_queue, f"kq-{operator}-{uuid.uuid4().hex[:6]}"
-    extra = {"nodes": 2, "tasks": 2} if operator == "mpijob" else {}
+    extra: dict[str, Any] = {"nodes": 2, "tasks": 2} if operator == "mpijob" else {}
     create(env, {**kueue_step(name, operator=operator, **extra)})
 
     def admitted() -> dict[str, Any] | None:
