@@ -1,13 +1,16 @@
-"""Benchmark (issue 4): the controller with many in-flight Slurm steps on the local cluster.
+"""Benchmark (issues 4 and 5): the controller with many in-flight steps on the local cluster.
 
-Creates N WorkflowSteps for the local Slurm (they run `true`; the 3 nodes run 12 at a time, the rest
-pend), runs the controller embedded in this process, and measures:
+`--backend slurm`: N WorkflowSteps for the local Slurm (they run `true`; the 3 nodes run 12 at a time,
+the rest pend). `--backend kueue`: N Job steps through Kueue onto the kwok nodes (1 CPU each; the
+queue admits 32 at a time). The controller runs embedded in this process; measured:
 - Slurm queries per poll cycle (target: exactly 1 per cluster, whatever N);
 - status lag: from a job's end (Slurm's end time, 1 s resolution) to its WorkflowStep showing the
   terminal phase, seen through a WATCH (target: <= poll interval + 1 s);
 - controller CPU per cycle (listing + reconciling every step), and Kubernetes API calls per step.
 
-Usage: .venv/bin/python bench/slurm_controller.py [--steps 1000] [--poll 2]
+- creation -> Succeeded per step (median, p99) and steps per second overall;
+
+Usage: .venv/bin/python bench/controller_steps.py [--backend slurm|kueue] [--steps 1000] [--poll 2]
 Needs the local cluster up with converged's CRDs and the test identities (run the integration tests once).
 """
 
@@ -29,6 +32,19 @@ from converged_bridge.controller.runner import Controller, ControllerSettings
 from converged_bridge.kube.access import KubeAccess, load_api_client
 
 NS = "team-b"
+KUBECTL = "/var/lib/converged-local/bin/kubectl"
+
+
+def step_spec(backend: str, run: str, i: int, workdir: str) -> dict[str, Any]:
+    common: dict[str, Any] = {
+        "workflow": {"runId": run, "rule": "bench", "jobId": i},
+        "backend": backend,
+        "command": ["true"],
+        "resources": {"cpus": 1, "memMiB": 50, "runtimeMinutes": 5},
+    }
+    if backend == "slurm":
+        return {**common, "slurm": {"cluster": "converged"}, "workingDir": workdir}
+    return {**common, "kueue": {"localQueue": "default"}, "image": "registry.invalid/bench:1"}
 
 
 def pct(values: list[float], p: float) -> float:
@@ -41,6 +57,7 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--backend", choices=["slurm", "kueue"], default="slurm")
     parser.add_argument("--poll", type=float, default=2.0)
     parser.add_argument("--kubeconfig", default="/var/lib/converged-local/kubeconfig")
     parser.add_argument("--workdir", default="/var/lib/converged-local/shared/bench-slurm")
@@ -52,6 +69,7 @@ def main() -> int:
     api = load_api_client(args.kubeconfig)
     watcher_kube = KubeAccess(api)
     seen: dict[str, float] = {}  # step name -> wall time its terminal phase was first seen
+    created_at: dict[str, float] = {}
     ends: dict[str, float] = {}
     stop = threading.Event()
 
@@ -83,27 +101,36 @@ def main() -> int:
     watch_thread = threading.Thread(target=watch, daemon=True)
     watch_thread.start()
 
+    if args.backend == "kueue":  # the kwok ClusterQueue, reachable from the bench namespace
+        queue = {
+            "apiVersion": "kueue.x-k8s.io/v1beta1",
+            "kind": "LocalQueue",
+            "metadata": {"name": "default", "namespace": NS},
+            "spec": {"clusterQueue": "default"},
+        }
+        subprocess.run(
+            [KUBECTL, f"--kubeconfig={args.kubeconfig}", "apply", "-f", "-"],
+            input=json.dumps(queue),
+            text=True,
+            capture_output=True,
+            check=True,
+        )
     kube = KubeAccess(api)
     controller = Controller(kube, ControllerSettings(poll_interval=args.poll, namespace=NS))
     controller.start()
     t0 = time.time()
-    items = []
+    items: list[dict[str, Any]] = []
     for i in range(args.steps):
         items.append(
             {
                 "apiVersion": "converged.dev/v1alpha1",
                 "kind": "WorkflowStep",
                 "metadata": {"name": f"{run}-{i}", "namespace": NS, "labels": {"converged.dev/run": run}},
-                "spec": {
-                    "workflow": {"runId": run, "rule": "bench", "jobId": i},
-                    "backend": "slurm",
-                    "slurm": {"cluster": "converged"},
-                    "command": ["true"],
-                    "workingDir": args.workdir,
-                    "resources": {"cpus": 1, "memMiB": 50, "runtimeMinutes": 5},
-                },
+                "spec": step_spec(args.backend, run, i, args.workdir),
             }
         )
+    for item in items:
+        created_at[item["metadata"]["name"]] = time.time()
     for chunk in range(0, len(items), 200):
         doc = {"apiVersion": "v1", "kind": "List", "items": items[chunk : chunk + 200]}
         subprocess.run(
@@ -144,11 +171,20 @@ def main() -> int:
     controller.stop()
     stop.set()
     lags = [seen[n] - ends[n] for n in seen if n in ends]
+    to_done = [seen[n] - created_at[n] for n in seen if n in created_at]
     result: dict[str, Any] = {
         "steps": args.steps,
         "poll_interval_s": args.poll,
         "finished": len(seen),
+        "backend": args.backend,
         "makespan_s": round(makespan, 1),
+        "steps_per_s": round(len(seen) / makespan, 1),
+        "created_to_succeeded_s": {
+            "median": round(statistics.median(to_done), 2),
+            "p99": round(pct(to_done, 99), 2),
+        }
+        if to_done
+        else None,
         "poll_cycles": cycles,
         "slurm_queries": queries,
         "slurm_queries_per_cycle": round(queries / cycles, 3) if cycles else None,

@@ -1,0 +1,143 @@
+"""Benchmark (issue 7): makespan of a 50-step fan-out of trivial steps on the local Slurm, in one run:
+`snakemake --executor converged` versus snakemake-executor-plugin-slurm (from PyPI). Target ratio <= 0.5.
+
+Both run the same Snakefile (50 independent steps writing one line each, mem_mb=100, runtime=5) on
+the partition `cpu` (2 nodes, 8 CPUs), one after the other, from fresh directories on the shared
+filesystem; makespan is the wall time of the snakemake process, DAG building included.
+- converged: embedded controller, `--converged-default-backend slurm`, SlurmCluster `converged-plugin`
+  (charliecloud, step image, as alice for namespace team-a), poll interval `--poll` seconds.
+- slurm plugin: its own venv (`--slurm-venv`, created with pip when missing), jobs as root on the
+  host; its settings as shipped (`--slurm-plugin-args` adds options, e.g. a shorter first check).
+
+Usage: .venv/bin/python bench/makespan.py [--steps 50] [--poll 1]
+Needs the local cluster up and the test identities applied (run tests/integration once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.integration.plugin_support import apply_plugin_cluster  # noqa: E402
+
+SNAKEFILE = """
+rule all:
+    input: expand("out/{{i}}.txt", i=range({steps}))
+
+rule step:
+    output: "out/{{i}}.txt"
+    resources: mem_mb=100, runtime=5
+    shell: "echo {{wildcards.i}} > {{output}}"
+"""
+
+
+def cluster_env() -> dict[str, str]:
+    out = subprocess.run(
+        [str(ROOT / "deploy/local/cluster"), "env", "--json"], capture_output=True, text=True, check=True
+    )
+    return dict(json.loads(out.stdout))
+
+
+def ensure_slurm_plugin(venv: Path) -> Path:
+    snakemake = venv / "bin" / "snakemake"
+    if not snakemake.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run(
+            [str(venv / "bin/pip"), "install", "-q", "snakemake==9.27.1", "snakemake-executor-plugin-slurm"],
+            check=True,
+        )
+    return snakemake
+
+
+def plugin_version(venv: Path) -> str:
+    out = subprocess.run(
+        [str(venv / "bin/pip"), "show", "snakemake-executor-plugin-slurm"], capture_output=True, text=True
+    ).stdout
+    return next((line.split()[-1] for line in out.splitlines() if line.startswith("Version:")), "?")
+
+
+def run(argv: list[str], workdir: Path, env: dict[str, str], steps: int) -> tuple[float, int]:
+    workdir.mkdir(parents=True)
+    workdir.chmod(0o1777)
+    (workdir / "Snakefile").write_text(SNAKEFILE.format(steps=steps))
+    started = time.monotonic()
+    with open(workdir / "snakemake.log", "w") as log:
+        cp = subprocess.run(
+            argv,
+            cwd=workdir,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=lambda: os.umask(0),
+            timeout=1800,
+        )
+    elapsed = time.monotonic() - started
+    done = len(list((workdir / "out").glob("*.txt"))) if (workdir / "out").exists() else 0
+    if cp.returncode != 0 or done != steps:
+        tail = (workdir / "snakemake.log").read_text()[-3000:]
+        raise SystemExit(f"{argv[0]} failed (rc {cp.returncode}, {done}/{steps} outputs):\n{tail}")
+    return elapsed, done
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--poll", type=float, default=1.0)
+    parser.add_argument("--slurm-venv", type=Path, default=Path("/var/cache/converged/slurm-plugin-venv"))
+    parser.add_argument("--slurm-plugin-args", default="", help="extra options for the Slurm plugin run")
+    args = parser.parse_args()
+    env = cluster_env()
+    apply_plugin_cluster(env)
+    base = Path(env["CONVERGED_SHARED_DIR"]) / "bench-makespan" / uuid.uuid4().hex[:8]
+    base.mkdir(parents=True)
+    base.parent.chmod(0o1777)
+    base.chmod(0o1777)
+    run_env = {**os.environ, **env}
+    jobs = str(args.steps)
+
+    converged = [
+        str(Path(sys.executable).with_name("snakemake")),
+        "--executor=converged",
+        f"--jobs={jobs}",
+        "--converged-namespace=team-a",
+        "--converged-default-backend=slurm",
+        "--converged-slurm-cluster=converged-plugin",
+        "--converged-controller=embedded",
+        f"--converged-image={env['CONVERGED_STEP_IMAGE_DIR']}",
+        f"--converged-poll-interval={args.poll}",
+    ]
+    slurm_snakemake = ensure_slurm_plugin(args.slurm_venv)
+    slurm = [
+        str(slurm_snakemake),
+        "--executor=slurm",
+        f"--jobs={jobs}",
+        "--default-resources",
+        "slurm_partition=cpu",
+        "slurm_account=default",
+        *shlex.split(args.slurm_plugin_args),
+    ]
+    slurm_env = {**run_env, "PATH": f"{args.slurm_venv / 'bin'}:{run_env['PATH']}"}
+
+    converged_s, _ = run(converged, base / "converged", run_env, args.steps)
+    slurm_s, _ = run(slurm, base / "slurm", slurm_env, args.steps)
+    print(f"fan-out of {args.steps} trivial steps on partition cpu (2 nodes, 8 CPUs) of the local Slurm")
+    print(f"converged (embedded controller, poll {args.poll:g} s): {converged_s:.1f} s")
+    extra = f" with {args.slurm_plugin_args}" if args.slurm_plugin_args else " (settings as shipped)"
+    print(f"snakemake-executor-plugin-slurm {plugin_version(args.slurm_venv)}{extra}: {slurm_s:.1f} s")
+    print(f"ratio converged / slurm plugin: {converged_s / slurm_s:.2f} (target <= 0.5)")
+    print(f"logs: {base}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
