@@ -153,22 +153,6 @@ def main() -> int:
     queries = controller.slurm_queries - start_queries
     cpu = controller.cycle_cpu_seconds[-cycles:] if cycles else [0.0]
     calls = dict(kube.calls)
-    # delete while the controller still runs: it releases each step's finalizer
-    subprocess.run(
-        [
-            "/var/lib/converged-local/bin/kubectl",
-            f"--kubeconfig={args.kubeconfig}",
-            "delete",
-            "wfs",
-            "-n",
-            NS,
-            "-l",
-            f"converged.dev/run={run}",
-            "--timeout=300s",
-        ],
-        capture_output=True,
-    )
-    controller.stop()
     stop.set()
     lags = [seen[n] - ends[n] for n in seen if n in ends]
     to_done = [seen[n] - created_at[n] for n in seen if n in created_at]
@@ -203,10 +187,11 @@ def main() -> int:
         "kube_calls_until_finished": calls,
         "kube_calls_per_step": round(sum(calls.values()) / args.steps, 2),
     }
-    print(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2), flush=True)
+    # delete while the controller still runs: it releases each step's finalizer
     subprocess.run(
         [
-            "/var/lib/converged-local/bin/kubectl",
+            KUBECTL,
             f"--kubeconfig={args.kubeconfig}",
             "delete",
             "wfs",
@@ -214,10 +199,11 @@ def main() -> int:
             NS,
             "-l",
             f"converged.dev/run={run}",
-            "--wait=false",
+            "--timeout=600s",
         ],
         capture_output=True,
     )
+    controller.stop()
     return 0
 
 
