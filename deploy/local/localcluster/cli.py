@@ -6,12 +6,13 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from . import containerd, images, kube, kubelet, kueue, kwok, packages, procs, slurm
+from . import containerd, images, kube, kubelet, kueue, kwok, mounts, packages, procs, slurm
 from .layout import HERE, Layout
 from .procs import ClusterError
 
@@ -57,6 +58,20 @@ def down(layout: Layout) -> None:
         procs.stop(layout, name)
 
 
+def reset(layout: Layout) -> None:
+    """down, then delete all local state (etcd data, Slurm state and accounting, kubelet dirs, logs).
+
+    Binaries and images stay cached. Refuses while anything is still mounted under the state dir.
+    """
+    down(layout)
+    if not layout.root.exists():
+        return
+    busy = mounts.under(layout.root.resolve(), mounts.read_mounts())
+    if busy:
+        raise ClusterError(f"still mounted under {layout.root}: {', '.join(map(str, busy[:5]))}")
+    shutil.rmtree(layout.root)
+
+
 def health(layout: Layout) -> list[tuple[str, bool, str]]:
     rows: list[tuple[str, bool, str]] = []
     for component in (*KUBE_SIDE, slurm):
@@ -78,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="install what is missing, build or reuse binaries, start every component")
     sub.add_parser("down", help="stop every process this cluster started (by pid file)")
+    sub.add_parser("reset", help="down, then delete all state (a fresh cluster on the next up)")
     st = sub.add_parser("status", help="health of each component; exit 1 if any is unhealthy")
     st.add_argument("--json", action="store_true")
     en = sub.add_parser("env", help="print the variables to export (KUBECONFIG, Slurm token and URLs)")
@@ -91,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
             return _print_status(layout, as_json=False)
         if args.command == "down":
             down(layout)
+            return 0
+        if args.command == "reset":
+            reset(layout)
             return 0
         if args.command == "status":
             return _print_status(layout, as_json=args.json)
