@@ -18,6 +18,14 @@ from typing import Any
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from converged_bridge.errors import PermanentBackendError, TransientBackendError
+from converged_bridge.slurm.capacity import (
+    CapacitySnapshot,
+    PartitionInfo,
+    build_capacity_snapshot,
+    parse_scontrol_partitions,
+    parse_sinfo_json,
+    partitions_known,
+)
 from converged_bridge.slurm.jobs import SlurmJob, parse_jobs_v0038, parse_jobs_v0040
 from converged_bridge.slurm.transport import Submission
 
@@ -81,6 +89,7 @@ class CliTransport:
             reraise=True,
         )
         self.commands = 0  # commands run, for benchmarks and tests
+        self._partitions: tuple[PartitionInfo, ...] | None = None  # 22.05 only: sinfo --json lacks them
 
     def server_version(self) -> str:
         out = self._run(["sinfo", "--version"])  # "slurm 22.05.8"
@@ -112,6 +121,29 @@ class CliTransport:
 
     def close(self) -> None:
         return None
+
+    # --- capacity, for the resource daemon ---
+    def query_capacity(self, *, refresh_partitions: bool = True) -> CapacitySnapshot:
+        """`sinfo --all --json` and `squeue --json` on every call: 2 commands. 22.05's sinfo lists nodes
+        without partitions; `scontrol show partition --oneliner` fills in when `refresh_partitions` or
+        when a node names a partition the last listing lacked (then 3)."""
+        out = self._run(["sinfo", "--all", "--json"])
+        try:
+            reading = parse_sinfo_json(json.loads(out))
+        except ValueError as e:
+            raise TransientBackendError(f"sinfo --json printed no usable JSON: {e}") from e
+        partitions = reading.partitions
+        if not reading.has_partitions:
+            if (
+                refresh_partitions
+                or self._partitions is None
+                or not partitions_known(reading, self._partitions)
+            ):
+                self._partitions = parse_scontrol_partitions(
+                    self._run(["scontrol", "show", "partition", "--oneliner"])
+                )
+            partitions = self._partitions
+        return build_capacity_snapshot(reading, partitions, self.list_jobs())
 
     def _run(
         self, argv: Sequence[str], *, user: str | None = None, stdin: str | None = None, retry: bool = True

@@ -81,7 +81,9 @@ def _charliecloud_launch(request: LaunchRequest, image: str, binds: Sequence[str
     argv = ["ch-run", *(f"--bind={path}" for path in binds)]
     if request.working_dir is not None:
         argv.append(f"--cd={request.working_dir}")
-    return ContainerLaunch(setup_lines=(), argv=(*argv, image, "--", *request.command))
+    # ch-run refuses to start without $USER, which a job submitted with --export=NONE may lack.
+    setup = ('export USER="${USER:-$(id -un)}"',)
+    return ContainerLaunch(setup_lines=setup, argv=(*argv, image, "--", *request.command))
 
 
 def _podman_launch(request: LaunchRequest, image: str, binds: Sequence[str]) -> ContainerLaunch:

@@ -16,6 +16,15 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from converged_bridge.errors import PermanentBackendError, TransientBackendError
 from converged_bridge.slurm.batch_script import BatchOptions
+from converged_bridge.slurm.capacity import (
+    CapacitySnapshot,
+    PartitionInfo,
+    build_capacity_snapshot,
+    parse_nodes_v0038,
+    parse_nodes_v0040,
+    parse_partitions,
+    partitions_known,
+)
 from converged_bridge.slurm.jobs import SlurmJob, parse_jobs_v0038, parse_jobs_v0040
 from converged_bridge.slurm.transport import Submission
 
@@ -222,6 +231,7 @@ class RestdTransport:
         self._preferred = api_version
         self._dialect: Dialect | None = None
         self.requests = 0  # HTTP requests made, for benchmarks and tests
+        self._partitions: tuple[PartitionInfo, ...] | None = None  # last /partitions, for query_capacity
 
     # --- the SlurmTransport interface ---
     def server_version(self) -> str:
@@ -261,6 +271,19 @@ class RestdTransport:
 
     def close(self) -> None:
         self._client.close()
+
+    # --- capacity, for the resource daemon ---
+    def query_capacity(self, *, refresh_partitions: bool = True) -> CapacitySnapshot:
+        """GET /nodes and /jobs on every call: 2 requests. /partitions (limits, partition state) only when
+        `refresh_partitions` or when a node names a partition the last listing lacked: then 3."""
+        version = self.dialect.version
+        doc = self._call("GET", f"/slurm/{version}/nodes", self._service_user)
+        reading = parse_nodes_v0038(doc) if version == "v0.0.38" else parse_nodes_v0040(doc)
+        if refresh_partitions or self._partitions is None or not partitions_known(reading, self._partitions):
+            self._partitions = parse_partitions(
+                self._call("GET", f"/slurm/{version}/partitions", self._service_user)
+            )
+        return build_capacity_snapshot(reading, self._partitions, self.list_jobs())
 
     # --- plumbing ---
     @property

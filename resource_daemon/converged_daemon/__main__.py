@@ -1,0 +1,186 @@
+"""`converged-daemon`: the mirror loop and the WorkflowStep controller, behind leader election.
+
+Every replica serves /healthz, /readyz and /metrics; only the one holding the coordination Lease runs
+the mirror loop and the controller (and so writes). SIGTERM stops both, releases the Lease so a standby
+takes over at once, and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from dataclasses import fields
+from types import FrameType
+
+from converged_bridge.controller.__main__ import JsonFormatter
+from converged_bridge.controller.runner import Controller, ControllerSettings
+from converged_bridge.kube.access import KubeAccess, load_api_client
+from converged_bridge.kube.apply import KubeObjects
+from converged_daemon.leader import ElectionSettings, LeaderElector
+from converged_daemon.metrics import DaemonMetrics
+from converged_daemon.mirror import Mirror, MirrorSettings
+from converged_daemon.names import FIELD_MANAGER
+
+log = logging.getLogger("converged.daemon")
+
+HELP = {
+    "interval": "seconds between mirror cycles",
+    "partition_refresh_cycles": "re-read Slurm partitions (limits, state) every this many cycles",
+    "node_lease_renew": "seconds between heartbeats of each virtual Node's Lease",
+    "node_lease_seconds": "duration of the virtual Nodes' heartbeat Leases",
+    "status_refresh": "rewrite an unchanged SlurmCluster status this often at most (seconds)",
+    "clusters": "mirror only these SlurmClusters (comma-separated; default all)",
+    "namespace": "namespace of the leader-election Lease",
+    "name": "name of the leader-election Lease",
+    "lease_seconds": "a silent leader is replaced after this many seconds",
+    "renew_deadline": "a leader that could not renew for this many seconds stops leading",
+    "retry_period": "seconds between leader-election attempts",
+}
+
+
+class Daemon:
+    """What the leader runs: the mirror loop (a thread) and, unless disabled, the controller."""
+
+    def __init__(self, api_client: object, mirror_settings: MirrorSettings, args: argparse.Namespace) -> None:
+        self.metrics = DaemonMetrics()
+        self._api = api_client
+        self._mirror_settings = mirror_settings
+        self._args = args
+        self._kube = KubeAccess(api_client, field_manager="converged-controller")
+        self._lock = threading.Lock()
+        self.mirror: Mirror | None = None
+        self._mirror_thread: threading.Thread | None = None
+        self._controller: Controller | None = None
+        self.started = time.monotonic()
+
+    def start_leading(self) -> None:
+        with self._lock:
+            self.metrics.leader.set(1)
+            self.mirror = Mirror(
+                KubeObjects(self._api, field_manager=FIELD_MANAGER),
+                self._kube.read_secret_key,
+                self._mirror_settings,
+                metrics=self.metrics,
+            )
+            self._mirror_thread = threading.Thread(
+                target=self.mirror.run, name="converged-mirror", daemon=True
+            )
+            self._mirror_thread.start()
+            if not self._args.no_controller:
+                settings = ControllerSettings(
+                    poll_interval=self._args.controller_poll_interval,
+                    log_dir=self._args.controller_log_dir,
+                    namespace=self._args.controller_namespace or None,
+                )
+                self._controller = Controller(self._kube, settings)
+                self._controller.start()
+
+    def stop_leading(self) -> None:
+        with self._lock:
+            self.metrics.leader.set(0)
+            if self.mirror is not None:
+                self.mirror.stop()
+            if self._mirror_thread is not None:
+                self._mirror_thread.join(30)
+            if self.mirror is not None:
+                self.mirror.close()
+            if self._controller is not None:
+                self._controller.stop()
+            self.mirror, self._mirror_thread, self._controller = None, None, None
+
+    def alive(self) -> bool:
+        """Live unless the leader's mirror loop has stopped cycling (three intervals and a margin)."""
+        mirror = self.mirror
+        if mirror is None:
+            return True
+        last = mirror.last_cycle_end or self.started
+        return time.monotonic() - last < 3 * self._mirror_settings.interval + 60
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, MirrorSettings, ElectionSettings]:
+    parser = argparse.ArgumentParser(prog="converged-daemon", description=__doc__)
+    parser.add_argument(
+        "--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)"
+    )
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--identity",
+        default=os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}",
+        help="this replica's name in the leader Lease (default: $POD_NAME, else host-pid)",
+    )
+    parser.add_argument("--health-address", default="0.0.0.0", help="address of /healthz, /readyz, /metrics")  # noqa: S104
+    parser.add_argument(
+        "--health-port", type=int, default=8080, help="port of /healthz, /readyz, /metrics (0: any)"
+    )
+    parser.add_argument("--no-controller", action="store_true", help="run the mirror loop only")
+    parser.add_argument(
+        "--controller-poll-interval", type=float, default=2.0, help="controller: Slurm poll seconds"
+    )
+    parser.add_argument(
+        "--controller-log-dir", default="/tmp/converged", help="controller: default Slurm log dir"
+    )
+    for group, prefix in ((MirrorSettings, ""), (ElectionSettings, "lease-")):
+        defaults = group()
+        for f in fields(group):
+            default = getattr(defaults, f.name)
+            flag = f"--{prefix}{f.name.replace('_', '-')}".replace("lease-lease-", "lease-")
+            if isinstance(default, tuple):
+                parser.add_argument(flag, dest=f.name, default="", help=HELP[f.name])
+            else:
+                parser.add_argument(flag, dest=f.name, type=type(default), default=default, help=HELP[f.name])
+    args = parser.parse_args(argv)
+    args.clusters = tuple(c for c in args.clusters.split(",") if c)
+    mirror = MirrorSettings(**{f.name: getattr(args, f.name) for f in fields(MirrorSettings)})
+    election = ElectionSettings(**{f.name: getattr(args, f.name) for f in fields(ElectionSettings)})
+    return args, mirror, election
+
+
+def main(argv: list[str] | None = None) -> int:
+    from converged_daemon.health import HealthServer
+
+    args, mirror_settings, election_settings = parse_args(argv)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Slurm request otherwise
+
+    api = load_api_client(args.kubeconfig)
+    daemon = Daemon(api, mirror_settings, args)
+    elector = LeaderElector(
+        KubeObjects(api, field_manager=FIELD_MANAGER),
+        args.identity,
+        election_settings,
+        on_started=daemon.start_leading,
+        on_stopped=daemon.stop_leading,
+    )
+
+    def ready() -> bool:
+        recent = time.monotonic() - elector.last_attempt < 3 * election_settings.retry_period + 10
+        return elector.reachable and recent
+
+    health = HealthServer(
+        (args.health_address, args.health_port), daemon.metrics.registry, alive=daemon.alive, ready=ready
+    )
+    health.start()
+    log.info("converged-daemon %s serving health on port %d", args.identity, health.port)
+
+    def shutdown(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %s: stopping", signum)
+        elector.stop()
+
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
+    elector.run()  # returns after stop(), having stopped leading and released the Lease
+    health.stop()
+    log.info("converged-daemon %s stopped", args.identity)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

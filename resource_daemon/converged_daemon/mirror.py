@@ -1,0 +1,301 @@
+"""The mirror loop: each cycle, Slurm -> CapacitySnapshot -> plan() -> server-side applies.
+
+Per cycle, reads: one LIST each of SlurmClusters, the daemon's Nodes, ResourceFlavors and
+ClusterQueues (label selector), and per SlurmCluster one capacity query (2 Slurm requests; 3 every
+`partition_refresh_cycles` cycles, see the transports' `query_capacity`). Writes: only what plan()
+returns — nothing when nothing changed — plus the Lease heartbeat of each virtual Node every
+`node_lease_renew` seconds, so the node-lifecycle controller keeps them Ready.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from converged_bridge.api.slurmcluster import SlurmClusterSpec
+from converged_bridge.controller.slurm_shell import SecretReader, build_transport
+from converged_bridge.errors import BackendError
+from converged_bridge.kube.access import NotFound
+from converged_bridge.kube.apply import KubeObjects
+from converged_bridge.slurm.capacity import CapacitySnapshot, CapacitySource
+from converged_bridge.slurm.transport import SlurmTransport
+from converged_daemon import names
+from converged_daemon.actions import Action, Apply, Delete, ObjectRef
+from converged_daemon.election import micro_time
+from converged_daemon.metrics import DaemonMetrics
+from converged_daemon.observed import group_observed, parse_status
+from converged_daemon.plan import PlanSettings, Reading, SlurmUnreachable, plan, plan_orphans
+
+log = logging.getLogger("converged.daemon.mirror")
+NODE_LEASE_NAMESPACE = "kube-node-lease"
+TransportFactory = Callable[[str, SlurmClusterSpec, SecretReader], SlurmTransport]
+
+
+@dataclass(frozen=True)
+class MirrorSettings:
+    """How the mirror loop runs. Every field has a command-line flag of the same name."""
+
+    interval: float = 10.0  # seconds between cycles
+    partition_refresh_cycles: int = 6  # re-read partition limits/state every this many cycles
+    node_lease_renew: float = 10.0  # seconds between heartbeats of a virtual Node's Lease
+    node_lease_seconds: int = 40  # the heartbeat Lease's duration (the node-monitor grace period)
+    status_refresh: float = 300.0  # rewrite an unchanged SlurmCluster status this often at most
+    clusters: tuple[str, ...] = field(default=())  # mirror only these SlurmClusters; all when empty
+
+
+@dataclass
+class CycleReport:
+    """What one cycle did, for logs, tests and benchmarks."""
+
+    writes: list[str] = field(default_factory=list)  # "apply nodes x", "delete resourceflavors y"
+    errors: list[str] = field(default_factory=list)
+    snapshots: dict[str, CapacitySnapshot | SlurmUnreachable] = field(default_factory=dict)
+    cpu_seconds: float = 0.0  # query parsing + planning, all clusters
+
+
+class Mirror:
+    def __init__(
+        self,
+        objects: KubeObjects,
+        read_secret: SecretReader,
+        settings: MirrorSettings | None = None,
+        *,
+        metrics: DaemonMetrics | None = None,
+        transport_factory: TransportFactory = build_transport,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._objects = objects
+        self._read_secret = read_secret
+        self.settings = settings or MirrorSettings()
+        self._metrics = metrics or DaemonMetrics()
+        self._transport_factory = transport_factory
+        self._clock = clock
+        self._transports: dict[str, tuple[SlurmTransport, SlurmClusterSpec]] = {}
+        self._apply_errors: dict[str, str] = {}
+        self._node_uids: dict[str, str] = {}  # written by cycles, read by the heartbeat thread
+        self._renewed: dict[str, float] = {}  # node name -> monotonic time of its last heartbeat
+        self.cycles = 0
+        self.last_cycle_end = 0.0  # monotonic; 0 before the first cycle ends
+        self._stop = threading.Event()
+
+    # --- hosting ---
+    def run(self) -> None:
+        """Cycles every `interval` seconds until stop(); heartbeats run in a thread of their own, so a
+        cycle waiting on an unreachable Slurm never lets the node-lifecycle controller mark Nodes Unknown."""
+        self._stop.clear()
+        beats = threading.Thread(target=self._heartbeat_loop, name="converged-heartbeat", daemon=True)
+        beats.start()
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                report = self.cycle()
+                if report.writes or report.errors:
+                    log.info(
+                        "cycle %d: %d writes, %d errors%s",
+                        self.cycles,
+                        len(report.writes),
+                        len(report.errors),
+                        f": {report.errors[0]}" if report.errors else "",
+                    )
+            except Exception:
+                log.exception("mirror cycle failed; continuing")
+            self._stop.wait(max(0.0, self.settings.interval - (time.monotonic() - started)))
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _heartbeat_loop(self) -> None:
+        while not self._stop.wait(min(1.0, self.settings.node_lease_renew)):
+            try:
+                self.heartbeat()
+            except Exception:
+                log.exception("heartbeat failed; continuing")
+
+    def close(self) -> None:
+        for transport, _ in self._transports.values():
+            transport.close()
+        self._transports.clear()
+
+    # --- one cycle ---
+    def cycle(self) -> CycleReport:
+        started = time.monotonic()
+        report = CycleReport()
+        clusters = self._objects.list_objects("converged.dev", "v1alpha1", "slurmclusters")
+        observed = group_observed(
+            self._objects.list_objects("", "v1", "nodes", label_selector=names.MANAGED_SELECTOR),
+            self._objects.list_objects(
+                "kueue.x-k8s.io", "v1beta1", "resourceflavors", label_selector=names.MANAGED_SELECTOR
+            ),
+            self._objects.list_objects(
+                "kueue.x-k8s.io", "v1beta1", "clusterqueues", label_selector=names.MANAGED_SELECTOR
+            ),
+        )
+        for objects in observed.by_cluster.values():
+            for name, node in objects.nodes.items():
+                self._node_uids[name] = str(node["metadata"].get("uid", ""))
+        refresh = self.cycles % max(1, self.settings.partition_refresh_cycles) == 0
+        for obj in clusters:
+            name = str(obj["metadata"]["name"])
+            if self.settings.clusters and name not in self.settings.clusters:
+                continue
+            try:
+                spec = SlurmClusterSpec.model_validate(obj.get("spec") or {})
+            except ValidationError as e:
+                report.errors.append(f"SlurmCluster {name} is invalid: {e.errors()[0]['msg']}")
+                continue
+            cpu = time.thread_time()
+            reading = self._read_slurm(name, spec, refresh)
+            actions = plan(
+                name,
+                spec,
+                reading,
+                observed.cluster(names.label_value(name), parse_status(obj)),
+                generation=int(obj["metadata"].get("generation") or 0),
+                now=self._clock(),
+                apply_error=self._apply_errors.get(name),
+                settings=PlanSettings(status_refresh_seconds=self.settings.status_refresh),
+            )
+            report.cpu_seconds += time.thread_time() - cpu
+            self._metrics.plan_cpu_seconds.observe(time.thread_time() - cpu)
+            report.snapshots[name] = reading
+            self._record(name, reading)
+            errors = self.execute(actions, report)
+            if errors:
+                self._apply_errors[name] = errors[0]
+            else:
+                self._apply_errors.pop(name, None)
+        report.errors += self.execute(
+            plan_orphans([c["metadata"]["name"] for c in clusters], observed), report
+        )
+        self.cycles += 1
+        self.last_cycle_end = time.monotonic()
+        self._metrics.cycles.inc()
+        self._metrics.cycle_seconds.observe(self.last_cycle_end - started)
+        return report
+
+    def _read_slurm(self, name: str, spec: SlurmClusterSpec, refresh: bool) -> Reading:
+        try:
+            transport = self._transport(name, spec)
+            if not isinstance(transport, CapacitySource):
+                return SlurmUnreachable(f"the {spec.transport} transport cannot report capacity")
+            return transport.query_capacity(refresh_partitions=refresh)
+        except BackendError as e:
+            log.warning("SlurmCluster %s: Slurm unreachable: %s", name, e)
+            return SlurmUnreachable(str(e))
+        except ValueError as e:  # a SlurmParseError: an answer we cannot read is no capacity either
+            log.warning("SlurmCluster %s: unreadable answer: %s", name, e)
+            return SlurmUnreachable(f"unreadable Slurm answer: {e}")
+
+    def _transport(self, name: str, spec: SlurmClusterSpec) -> SlurmTransport:
+        held = self._transports.get(name)
+        if held is not None and held[1] == spec:
+            return held[0]
+        if held is not None:
+            held[0].close()
+        transport = self._transport_factory(name, spec, self._read_secret)
+        self._transports[name] = (transport, spec)
+        return transport
+
+    def _record(self, cluster: str, reading: Reading) -> None:
+        m = self._metrics
+        if isinstance(reading, SlurmUnreachable):
+            m.slurm_reachable.labels(cluster).set(0)
+            return
+        m.slurm_reachable.labels(cluster).set(1)
+        for p in reading.partitions:
+            for kind, r in (("total", p.total), ("idle", p.idle)):
+                m.partition_cpus.labels(cluster, p.name, kind).set(r.cpus)
+                m.partition_gpus.labels(cluster, p.name, kind).set(r.gpu_total)
+            m.pending_jobs.labels(cluster, p.name).set(p.pending_jobs)
+
+    # --- the one place that writes ---
+    def execute(self, actions: list[Action], report: CycleReport) -> list[str]:
+        """Apply `actions` in order; a failed one is reported and the rest still run."""
+        errors = []
+        for action in actions:
+            ref = action.ref
+            try:
+                if isinstance(action, Apply):
+                    result = self._apply(ref, action)
+                    if ref.plural == "nodes":
+                        self._node_uids[ref.name] = str(result.get("metadata", {}).get("uid", ""))
+                    report.writes.append(
+                        f"apply{'/' + action.subresource if action.subresource else ''} {ref}"
+                    )
+                    self._metrics.writes.labels(f"apply-{ref.plural}").inc()
+                elif isinstance(action, Delete):
+                    self._delete(ref)
+                    report.writes.append(f"delete {ref}")
+                    self._metrics.writes.labels(f"delete-{ref.plural}").inc()
+                    if ref.plural == "nodes":
+                        self._node_uids.pop(ref.name, None)
+                        self._renewed.pop(ref.name, None)
+                log.debug("%s %s (%s)", type(action).__name__, ref, action.reason)
+            except BackendError as e:
+                errors.append(f"{type(action).__name__.lower()} {ref}: {e}")
+                self._metrics.write_errors.inc()
+                log.warning("%s %s failed: %s", type(action).__name__, ref, e)
+        report.errors += errors
+        return errors
+
+    def _apply(self, ref: ObjectRef, action: Apply) -> dict[str, Any]:
+        return self._objects.apply(
+            ref.group,
+            ref.version,
+            ref.plural,
+            ref.name,
+            action.body,
+            namespace=ref.namespace,
+            subresource=action.subresource,
+        )
+
+    def _delete(self, ref: ObjectRef) -> None:
+        try:
+            self._objects.delete(ref.group, ref.version, ref.plural, ref.name, namespace=ref.namespace)
+        except NotFound:
+            return
+
+    def heartbeat(self) -> int:
+        """Renew the Lease of every virtual Node whose last renewal is `node_lease_renew` old."""
+        now = time.monotonic()
+        renewed = 0
+        for name, uid in sorted(dict(self._node_uids).items()):
+            if not uid or now - self._renewed.get(name, 0.0) < self.settings.node_lease_renew:
+                continue
+            body = build_node_lease(name, uid, self._clock(), self.settings.node_lease_seconds)
+            try:
+                self._objects.apply(
+                    "coordination.k8s.io", "v1", "leases", name, body, namespace=NODE_LEASE_NAMESPACE
+                )
+            except BackendError as e:
+                log.warning("heartbeat of node %s failed: %s", name, e)
+                continue
+            self._renewed[name] = now
+            renewed += 1
+            self._metrics.heartbeats.inc()
+        return renewed
+
+
+def build_node_lease(node: str, uid: str, now: datetime, duration_seconds: int) -> dict[str, Any]:
+    """A virtual Node's heartbeat Lease, owned by the Node (deleted with it), as the kubelet keeps one."""
+    return {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {
+            "name": node,
+            "namespace": NODE_LEASE_NAMESPACE,
+            "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": node, "uid": uid}],
+        },
+        "spec": {
+            "holderIdentity": node,
+            "leaseDurationSeconds": duration_seconds,
+            "renewTime": micro_time(now),
+        },
+    }
