@@ -107,6 +107,7 @@ class Controller:
         self._workloads: dict[str, dict[str, Any]] = {}  # owner uid -> Workload
         self._pods: dict[str, list[dict[str, Any]]] = {}  # step uid -> pods
         self._served: frozenset[str] | None = None  # operator kinds the API server serves
+        self._parsed: dict[str, tuple[str, WorkflowStep]] = {}  # uid -> (resourceVersion, model)
         self._kueue_observed = False
         self.slurm_queries = 0  # Slurm listings made, for benchmarks and tests
         self.cycles = 0
@@ -190,6 +191,7 @@ class Controller:
         uid = obj["metadata"]["uid"]
         if kind == "DELETED":
             self.steps.pop(uid, None)
+            self._parsed.pop(uid, None)
             self._submitted.pop(uid, None)
             self._attempted.pop(uid, None)
             return
@@ -252,7 +254,9 @@ class Controller:
             except BackendError as e:
                 log.warning("observing Kubernetes-backed steps failed: %s", e)
                 self._kueue_observed = False
-        for uid in list(self.steps):
+        for uid, obj in list(self.steps.items()):
+            if _settled(obj):
+                continue  # finished and not being deleted: nothing can change it
             self._guard(partial(self._reconcile, uid))  # one broken step must not stall the others
 
     def _observe_kubernetes(self) -> None:
@@ -301,20 +305,30 @@ class Controller:
 
     def _slurm_steps(self) -> list[WorkflowStep]:
         out = []
-        for obj in self.steps.values():
-            if obj.get("spec", {}).get("backend") == Backend.SLURM.value:
+        for uid, obj in list(self.steps.items()):
+            if obj.get("spec", {}).get("backend") == Backend.SLURM.value and not _settled(obj):
                 try:
-                    out.append(WorkflowStep.model_validate(obj))
+                    out.append(self._model(uid, obj))
                 except ValidationError:
                     continue
         return out
+
+    def _model(self, uid: str, obj: dict[str, Any]) -> WorkflowStep:
+        """The validated step, parsed once per resourceVersion."""
+        rv = obj["metadata"].get("resourceVersion", "")
+        cached = self._parsed.get(uid)
+        if cached is not None and cached[0] == rv and rv:
+            return cached[1]
+        step = WorkflowStep.model_validate(obj)
+        self._parsed[uid] = (rv, step)
+        return step
 
     def _reconcile(self, uid: str) -> None:
         obj = self.steps.get(uid)
         if obj is None:
             return
         try:
-            step = WorkflowStep.model_validate(obj)
+            step = self._model(uid, obj)
         except ValidationError as e:
             self._refuse_invalid(obj, e)
             return
@@ -512,6 +526,12 @@ class Controller:
             self.kube.emit_event(obj, "Warning", "InvalidSpec", message)
         except BackendError as e:
             log.warning("could not report invalid step %s: %s", meta["name"], e)
+
+
+def _settled(obj: dict[str, Any]) -> bool:
+    """A step in a terminal phase that is not being deleted: no cycle needs to look at it again."""
+    phase = (obj.get("status") or {}).get("phase")
+    return phase in {p.value for p in TERMINAL_PHASES} and not obj["metadata"].get("deletionTimestamp")
 
 
 def _cluster_of(step: WorkflowStep) -> str | None:
