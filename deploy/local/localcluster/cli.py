@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import shlex
@@ -101,6 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("build", help="only build or find the cached binaries")
     args = parser.parse_args(argv)
     layout = Layout.default()
+    if args.command in ("up", "down", "reset", "build"):
+        layout.root.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(layout.root.parent / f".{layout.root.name}.lock", "w")  # noqa: SIM115 - held until exit
+        # one up/down at a time: two concurrent `up`s would each start the daemons they find stopped
+        fcntl.flock(lock, fcntl.LOCK_EX)
     try:
         if args.command == "up":
             up(layout)
