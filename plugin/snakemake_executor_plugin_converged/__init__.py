@@ -1,1 +1,336 @@
-"""Snakemake executor plugin: `snakemake --executor converged`."""
+"""Snakemake executor plugin: `snakemake --executor converged`.
+
+Each snakemake job becomes one WorkflowStep (converged.dev/v1alpha1) that runs on Slurm or through
+Kueue, as the router decides. This module holds the settings and a thin Executor; the work is done by
+`resources` (per-rule resources), `naming`, `manifest`, `plan`, `status` (pure) and `session` (I/O).
+
+Importing this module loads no kubeconfig and contacts no cluster: that happens when snakemake
+creates the executor for a run that uses it.
+"""
+
+# No `from __future__ import annotations` here: snakemake reads the settings fields' types at runtime.
+
+import os
+import sys
+import uuid
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+from typing import Any
+
+from snakemake_interface_common.exceptions import WorkflowError
+from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
+from snakemake_interface_executor_plugins.executors.remote import RemoteExecutor
+from snakemake_interface_executor_plugins.jobs import JobExecutorInterface
+from snakemake_interface_executor_plugins.settings import CommonSettings, ExecutorSettingsBase, SharedFSUsage
+
+from converged_bridge.errors import BackendError
+from converged_bridge.routing import CapacityView, Preference, RouteDecision, SiteWeights, StepRequest, route
+from snakemake_executor_plugin_converged.jobinfo import dag_levels, identify_job, job_resources, job_threads
+from snakemake_executor_plugin_converged.manifest import JobFacts, build_step_manifest
+from snakemake_executor_plugin_converged.naming import build_run_id
+from snakemake_executor_plugin_converged.plan import PlanEntry, render_plan
+from snakemake_executor_plugin_converged.resources import StepResources, parse_job_resources
+from snakemake_executor_plugin_converged.status import State, map_step_outcome
+
+
+@dataclass
+class ExecutorSettings(ExecutorSettingsBase):
+    """`--converged-<name>` options; set them in a profile for a site-wide default."""
+
+    namespace: str | None = field(
+        default=None,
+        metadata={
+            "help": "Kubernetes namespace of the run's WorkflowSteps (its SlurmCluster user mapping "
+            "decides the Slurm user). Default: the namespace of the kubeconfig's current context.",
+            "type": str,
+        },
+    )
+    kubeconfig: str | None = field(
+        default=None,
+        metadata={
+            "help": "Kubeconfig file. Default: $KUBECONFIG, ~/.kube/config, then in-cluster.",
+            "type": str,
+        },
+    )
+    default_backend: str = field(
+        default="auto",
+        metadata={
+            "help": "Backend for rules without a converged_backend resource: slurm, kueue, or auto "
+            "(the router picks the feasible side with the shortest expected wait).",
+            "choices": [p.value for p in Preference],
+            "type": str,
+        },
+    )
+    slurm_cluster: str | None = field(
+        default=None,
+        metadata={
+            "help": "SlurmCluster to submit to. Default: any SlurmCluster that maps the namespace.",
+            "type": str,
+        },
+    )
+    local_queue: str | None = field(
+        default=None,
+        metadata={
+            "help": "Kueue LocalQueue (in the namespace) for Kubernetes steps; a rule's "
+            "converged_local_queue resource overrides it. Default: any LocalQueue of the namespace.",
+            "type": str,
+        },
+    )
+    image: str | None = field(
+        default=None,
+        metadata={
+            "help": "Container image the steps run in (it needs python3 and snakemake); a rule's "
+            "converged_image resource overrides it. Required for Kubernetes steps; on Slurm it is "
+            "run by the SlurmCluster's container runtime. Default: none (Slurm steps run on the host).",
+            "type": str,
+        },
+    )
+    controller: str = field(
+        default="deployed",
+        metadata={
+            "help": "deployed: a converged controller runs in the cluster. embedded: run the "
+            "controller inside this snakemake process (no daemon needed; do not use both on one namespace).",
+            "choices": ["deployed", "embedded"],
+            "type": str,
+        },
+    )
+    plan: bool = field(
+        default=False,
+        metadata={
+            "help": "Print the plan (every job of the DAG with backend, target and reason, and groups of "
+            "consecutive steps by resource shape) and exit without running anything.",
+        },
+    )
+    poll_interval: float = field(
+        default=2.0,
+        metadata={
+            "help": "Seconds between status checks (one LIST of the run's WorkflowSteps each) and, "
+            "in embedded mode, between the controller's Slurm listings.",
+            "type": float,
+        },
+    )
+    capacity_refresh: float = field(
+        default=30.0,
+        metadata={
+            "help": "Seconds the router reuses a capacity snapshot before reading it again.",
+            "type": float,
+        },
+    )
+    slurm_weight: float = field(
+        default=1.0,
+        metadata={"help": "Multiplier on Slurm's expected wait when routing automatically.", "type": float},
+    )
+    kueue_weight: float = field(
+        default=1.0,
+        metadata={"help": "Multiplier on Kueue's expected wait when routing automatically.", "type": float},
+    )
+    cancel_timeout: float = field(
+        default=60.0,
+        metadata={
+            "help": "Seconds to wait, on cancel (Ctrl-C), for the run's steps and their backend jobs to go.",
+            "type": float,
+        },
+    )
+    run_id: str | None = field(
+        default=None,
+        metadata={
+            "help": "Run id labelling the WorkflowSteps (converged.dev/run). Default: random per run.",
+            "type": str,
+        },
+    )
+
+    def problems(self) -> list[str]:
+        """Every problem with these settings at once."""
+        out = []
+        for name in ("poll_interval", "capacity_refresh", "cancel_timeout"):
+            if getattr(self, name) <= 0:
+                out.append(f"--converged-{name.replace('_', '-')} must be > 0")
+        for name in ("slurm_weight", "kueue_weight"):
+            if getattr(self, name) <= 0:
+                out.append(f"--converged-{name.replace('_', '-')} must be > 0")
+        return out
+
+
+# One storage model for both backends: a shared filesystem, mounted at the same path on the Slurm
+# nodes and (hostPath or a PVC) in the Kubernetes pods. Jobs run in the workflow directory, sources
+# and software come from it. A default storage provider (--default-storage-provider) also works for
+# inputs and outputs; its plugin must then be installed where the steps run (see docs/further.md).
+common_settings = CommonSettings(
+    non_local_exec=True,
+    implies_no_shared_fs=False,
+    job_deploy_sources=False,
+    pass_default_storage_provider_args=True,
+    pass_default_resources_args=True,
+    pass_envvar_declarations_to_cmd=False,  # --envvars go into the WorkflowStep's env instead
+    auto_deploy_default_storage_provider=False,
+    init_seconds_before_status_checks=1,
+    pass_group_args=True,
+)
+
+
+class Executor(RemoteExecutor):
+    """Snakemake jobs -> WorkflowSteps; status by one LIST per cycle; cancel deletes the run's steps."""
+
+    def __post_init__(self) -> None:
+        settings = self.workflow.executor_settings or ExecutorSettings()
+        problems = settings.problems()
+        if problems:
+            raise WorkflowError("converged executor settings: " + "; ".join(problems))
+        self.settings: ExecutorSettings = settings
+        self.weights = SiteWeights(slurm=settings.slurm_weight, kueue=settings.kueue_weight)
+        self.working_dir = os.path.abspath(os.getcwd())
+        storage = self.workflow.storage_settings
+        if SharedFSUsage.SOURCE_CACHE in storage.shared_fs_usage:
+            # Steps run as the namespace's Slurm user or in a container: snakemake's runtime source
+            # cache (a 0700 temporary directory in the submitter's own cache) is never reachable from
+            # there, so steps read the sources from the shared workflow directory instead.
+            storage.shared_fs_usage = frozenset(storage.shared_fs_usage - {SharedFSUsage.SOURCE_CACHE})
+        self._python: str | None = None
+        self._routed_on: CapacityView | None = None
+        self._decisions: dict[StepRequest, RouteDecision] = {}
+        from converged_bridge.kube.access import current_namespace
+        from snakemake_executor_plugin_converged.session import RunSession
+
+        self.namespace = settings.namespace or current_namespace(settings.kubeconfig)
+        self.run_id = build_run_id(settings.run_id or uuid.uuid4().hex[:8])
+        try:
+            self.session = RunSession.connect(
+                kubeconfig=settings.kubeconfig,
+                namespace=self.namespace,
+                run_id=self.run_id,
+                capacity_refresh=settings.capacity_refresh,
+            )
+            # parses every job's resources and routes it: a bad value fails before any submission
+            entries, local_jobs = self._plan_entries()
+        except BackendError as e:
+            raise WorkflowError(f"converged: cannot read the cluster: {e}") from e
+        if settings.plan:
+            text = render_plan(entries, run_id=self.run_id, namespace=self.namespace, local_jobs=local_jobs)
+            print(text, end="", flush=True)
+            raise SystemExit(0)
+        if settings.controller == "embedded":
+            self.session.start_controller(settings.poll_interval)
+        self.next_seconds_between_status_checks = settings.poll_interval
+        self.logger.info(f"converged: run {self.run_id} in namespace {self.namespace}")
+
+    # --- per job ---
+    def _resources(self, job: Any, rule: str) -> StepResources:
+        return parse_job_resources(
+            rule,
+            job_resources(job),
+            threads=job_threads(job),
+            default_backend=Preference(self.settings.default_backend),
+            default_image=self.settings.image,
+            default_local_queue=self.settings.local_queue,
+        )
+
+    def _plan_entries(self) -> tuple[list[PlanEntry], int]:
+        entries = []
+        levels, local_jobs = dag_levels(self.workflow.dag)
+        for level, jobs in enumerate(levels):
+            for job in jobs:
+                ident = identify_job(job)
+                resources = self._resources(job, ident.rule)
+                request = resources.request(ident.rule, self.namespace, self.settings.slurm_cluster)
+                decision = self._route(request, self.session.capacity())
+                wildcards = ",".join(f"{k}={v}" for k, v in ident.wildcards.items())
+                entries.append(PlanEntry(level, ident.jobid, ident.rule, wildcards, resources, decision))
+        return entries, local_jobs
+
+    def _route(self, request: StepRequest, capacity: CapacityView) -> RouteDecision:
+        """`route`, decided once per distinct request while the capacity snapshot stays the same."""
+        if capacity is not self._routed_on:
+            self._routed_on, self._decisions = capacity, {}
+        decision = self._decisions.get(request)
+        if decision is None:
+            decision = self._decisions[request] = route(request, capacity, self.weights)
+        return decision
+
+    def get_python_executable(self) -> str:
+        return self._python or super().get_python_executable()
+
+    def run_job(self, job: JobExecutorInterface) -> None:
+        ident = identify_job(job)
+        resources = self._resources(job, ident.rule)
+        try:
+            capacity = self.session.capacity()
+        except BackendError as e:
+            raise WorkflowError(f"converged: cannot read capacity for rule {ident.rule}: {e}") from e
+        decision = self._route(
+            resources.request(ident.rule, self.namespace, self.settings.slurm_cluster), capacity
+        )
+        # In an image the step's python is the image's; on a bare host, this one when software is shared.
+        shared = SharedFSUsage.SOFTWARE_DEPLOYMENT in self.workflow.storage_settings.shared_fs_usage
+        self._python = "python3" if resources.image else (sys.executable if shared else "python3")
+        try:
+            command = self.format_job_exec(job)
+        finally:
+            self._python = None
+        facts = JobFacts(
+            namespace=self.namespace,
+            run_id=self.run_id,
+            rule=ident.rule,
+            jobid=ident.jobid,
+            attempt=int(job.attempt),
+            command=command,
+            working_dir=self.working_dir,
+            wildcards=ident.wildcards,
+            # steps may run without a usable $HOME (Slurm --export=NONE, containers): keep snakemake's
+            # cache in the workflow directory unless the user passes XDG_CACHE_HOME with --envvars
+            env={"XDG_CACHE_HOME": f"{self.working_dir}/.snakemake/converged-cache", **self.envvars()},
+        )
+        manifest = build_step_manifest(facts, resources, decision)
+        try:
+            name = self.session.submit(manifest)
+        except BackendError as e:
+            raise WorkflowError(
+                f"converged: creating the WorkflowStep of rule {ident.rule} failed: {e}"
+            ) from e
+        backend = decision.backend.value if decision.backend else "-"
+        self.logger.info(
+            f"converged: job {ident.jobid} ({ident.rule}) -> WorkflowStep {self.namespace}/{name}: "
+            f"{backend} {decision.target} [{decision.decision.value}] {decision.reason}"
+        )
+        self.report_job_submission(
+            SubmittedJobInfo(job, external_jobid=name, aux={"target": decision.target})
+        )
+
+    async def check_active_jobs(
+        self, active_jobs: list[SubmittedJobInfo]
+    ) -> AsyncGenerator[SubmittedJobInfo, None]:
+        if not active_jobs:
+            return
+        async with self.status_rate_limiter:
+            try:
+                steps = self.session.read_steps()  # one LIST for every active step of the run
+            except BackendError as e:
+                self.logger.warning(f"converged: reading the run's WorkflowSteps failed, retrying: {e}")
+                for job_info in active_jobs:
+                    yield job_info
+                return
+        for job_info in active_jobs:
+            name = str(job_info.external_jobid)
+            outcome = map_step_outcome(name, steps.get(name))
+            if outcome.state == State.SUCCEEDED:
+                self.report_job_success(job_info)
+            elif outcome.state == State.FAILED:
+                self.report_job_error(job_info, msg=outcome.message)
+            else:
+                yield job_info
+
+    def cancel_jobs(self, active_jobs: list[SubmittedJobInfo]) -> None:
+        try:
+            remaining = self.session.cancel(self.settings.cancel_timeout)
+        except BackendError as e:
+            self.logger.error(f"converged: deleting the run's WorkflowSteps failed: {e}")
+            return
+        if remaining:
+            self.logger.error(f"converged: still present after cancel: {', '.join(remaining)}")
+        else:
+            self.logger.info(
+                f"converged: cancelled run {self.run_id}: its WorkflowSteps and backend jobs are gone"
+            )
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        self.session.close()

@@ -1,0 +1,106 @@
+"""The WorkflowStep for one snakemake job. Pure: job facts and the route in, a checked manifest out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+from snakemake_interface_common.exceptions import WorkflowError
+
+from converged_bridge.api.meta import ObjectMeta
+from converged_bridge.api.workflowstep import (
+    Backend,
+    EnvVar,
+    KueuePlacement,
+    Resources,
+    Route,
+    SlurmPlacement,
+    WorkflowJob,
+    WorkflowStep,
+    WorkflowStepSpec,
+)
+from converged_bridge.kube.run_steps import RULE_LABEL, RUN_LABEL
+from converged_bridge.routing import RouteDecision
+from snakemake_executor_plugin_converged.naming import build_rule_label, build_step_name
+from snakemake_executor_plugin_converged.resources import StepResources
+
+WILDCARDS_MAX = 64
+WILDCARD_VALUE_MAX = 1024
+RULE_ANNOTATION = "converged.dev/rule"
+
+
+@dataclass(frozen=True)
+class JobFacts:
+    """What the manifest needs from a snakemake job and the run."""
+
+    namespace: str
+    run_id: str
+    rule: str
+    jobid: int
+    attempt: int
+    command: str  # the job's exec command, one shell line
+    working_dir: str
+    wildcards: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+def build_step_manifest(facts: JobFacts, resources: StepResources, decision: RouteDecision) -> dict[str, Any]:
+    """The WorkflowStep manifest; raises WorkflowError naming the rule when the step would be invalid."""
+    if decision.backend is None:
+        raise WorkflowError(f"rule {facts.rule}: no backend can run this step: {decision.reason}")
+    name = build_step_name(facts.run_id, facts.rule, facts.jobid, facts.attempt)
+    wildcards = {k: str(v)[:WILDCARD_VALUE_MAX] for k, v in list(facts.wildcards.items())[:WILDCARDS_MAX]}
+    env = []
+    for key, value in sorted(facts.env.items()):
+        try:
+            env.append(EnvVar(name=key, value=value))
+        except ValidationError as e:
+            problem = e.errors()[0]["msg"]
+            raise WorkflowError(f"rule {facts.rule}: environment variable {key!r}: {problem}") from e
+    try:
+        step = WorkflowStep(
+            metadata=ObjectMeta(
+                name=name,
+                namespace=facts.namespace,
+                labels={RUN_LABEL: facts.run_id, RULE_LABEL: build_rule_label(facts.rule)},
+                annotations={RULE_ANNOTATION: facts.rule},
+            ),
+            spec=WorkflowStepSpec(
+                workflow=WorkflowJob(
+                    run_id=facts.run_id, rule=facts.rule, job_id=facts.jobid, wildcards=wildcards
+                ),
+                backend=decision.backend,
+                route=Route(decision=decision.decision.value, reason=decision.reason[:1024]),
+                operator=decision.operator,
+                image=resources.image,
+                command=["/bin/sh", "-c", facts.command],
+                working_dir=facts.working_dir,
+                env=env,
+                resources=Resources(
+                    cpus=resources.cpus,
+                    mem_mib=resources.mem_mib,
+                    gpus=resources.gpus,
+                    gpu_model=resources.gpu_model,
+                    nodes=resources.nodes,
+                    tasks=resources.tasks,
+                    runtime_minutes=resources.runtime_minutes,
+                ),
+                slurm=SlurmPlacement(
+                    cluster=decision.slurm_cluster,
+                    partition=decision.slurm_partition,
+                    account=resources.slurm_account,
+                    qos=resources.qos,
+                )
+                if decision.backend == Backend.SLURM
+                else None,
+                kueue=KueuePlacement(local_queue=(decision.local_queue or "").rpartition("/")[2] or None)
+                if decision.backend == Backend.KUEUE
+                else None,
+            ),
+        )
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
+        raise WorkflowError(f"rule {facts.rule}: cannot build its WorkflowStep: {problems}") from e
+    return step.to_manifest()

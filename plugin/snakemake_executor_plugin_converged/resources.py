@@ -1,0 +1,219 @@
+"""Per-rule resources the converged executor understands, parsed and checked. Pure.
+
+A malformed or unknown value fails with a WorkflowError that names the rule, the resource and the
+value, before anything is submitted. Resource names starting with `converged_` or `slurm_` that are
+not listed here are refused too (a typo must not silently drop intent); other names are Snakemake's
+own or the workflow's, and are ignored.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from snakemake_interface_common.exceptions import WorkflowError
+
+from converged_bridge.api.workflowstep import GPU_MODEL_PATTERN, SLURM_NAME_PATTERN, Operator
+from converged_bridge.routing import Preference, StepRequest
+
+KNOWN = frozenset(
+    {
+        "converged_backend",
+        "converged_operator",
+        "converged_image",
+        "converged_local_queue",
+        "slurm_partition",
+        "slurm_account",
+        "qos",
+        "gpu",
+        "gpu_model",
+        "nodes",
+        "tasks",
+        "mpi",
+        "runtime",
+        "mem_mb",
+        "mem_mib",
+        "cpus_per_task",
+    }
+)
+OURS = ("converged_", "slurm_")
+MPI_LAUNCHERS = frozenset({"srun", "mpirun", "mpiexec"})
+_TRUE = frozenset({"true", "yes", "1"})
+_FALSE = frozenset({"false", "no", "0", ""})
+_SLURM_NAME = re.compile(SLURM_NAME_PATTERN)
+_GPU_MODEL = re.compile(GPU_MODEL_PATTERN)
+_QUEUE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class StepResources:
+    """What a snakemake job asks of converged, checked; `request()` turns it into the router's input."""
+
+    preference: Preference = Preference.AUTO
+    operator: Operator | None = None
+    image: str | None = None
+    local_queue: str | None = None  # a LocalQueue name in the run's namespace
+    slurm_partition: str | None = None
+    slurm_account: str | None = None
+    qos: str | None = None
+    cpus: int = 1
+    mem_mib: int | None = None
+    gpus: int = 0
+    gpu_model: str | None = None
+    nodes: int = 1
+    tasks: int = 1
+    mpi: bool = False
+    runtime_minutes: int | None = None
+
+    def request(self, rule: str, namespace: str, slurm_cluster: str | None) -> StepRequest:
+        return StepRequest(
+            rule=rule,
+            preference=self.preference,
+            operator=self.operator,
+            cpus=self.cpus,
+            mem_mib=self.mem_mib,
+            gpus=self.gpus,
+            gpu_model=self.gpu_model,
+            nodes=self.nodes,
+            tasks=self.tasks,
+            mpi=self.mpi,
+            runtime_minutes=self.runtime_minutes,
+            slurm_cluster=slurm_cluster,
+            slurm_partition=self.slurm_partition,
+            local_queue=f"{namespace}/{self.local_queue}" if self.local_queue else None,
+            has_image=self.image is not None,
+        )
+
+    @property
+    def shape(self) -> str:
+        """The resource shape, for grouping steps in the plan."""
+        parts = [f"{self.cpus} cpu" + ("" if self.tasks == 1 else f" x {self.tasks} tasks")]
+        if self.mem_mib:
+            parts.append(f"{self.mem_mib} MiB")
+        if self.gpus:
+            parts.append(f"{self.gpus} gpu" + (f" {self.gpu_model}" if self.gpu_model else ""))
+        if self.nodes > 1:
+            parts.append(f"{self.nodes} nodes")
+        if self.mpi:
+            parts.append("mpi")
+        if self.image:
+            parts.append(f"image {self.image}")
+        return ", ".join(parts)
+
+
+def parse_job_resources(
+    rule: str,
+    resources: Mapping[str, Any],
+    *,
+    threads: int,
+    default_backend: Preference = Preference.AUTO,
+    default_image: str | None = None,
+    default_local_queue: str | None = None,
+) -> StepResources:
+    """The converged resources of one job of `rule`; raises WorkflowError naming rule and resource."""
+    for name in resources:
+        if name.startswith(OURS) and name not in KNOWN:
+            known = ", ".join(sorted(n for n in KNOWN if n.startswith(OURS)))
+            raise WorkflowError(f"rule {rule}: unknown resource {name!r} (converged knows {known})")
+
+    def fail(name: str, problem: str) -> WorkflowError:
+        return WorkflowError(f"rule {rule}: resource {name}={resources.get(name)!r}: {problem}")
+
+    def integer(name: str, minimum: int) -> int | None:
+        value = resources.get(name)
+        if value is None:
+            return None
+        if isinstance(value, bool):
+            raise fail(name, f"must be an integer >= {minimum}")
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value.strip())
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int) or value < minimum:
+            raise fail(name, f"must be an integer >= {minimum}")
+        return value
+
+    def name_like(name: str, pattern: re.Pattern[str], what: str) -> str | None:
+        value = resources.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not pattern.fullmatch(value):
+            raise fail(name, f"must be {what}")
+        return value
+
+    def choice(name: str, options: type[Preference] | type[Operator]) -> str | None:
+        value = resources.get(name)
+        if value is None:
+            return None
+        allowed = [o.value for o in options]
+        if not isinstance(value, str) or value.lower() not in allowed:
+            raise fail(name, f"must be one of {', '.join(allowed)}")
+        return value.lower()
+
+    backend = choice("converged_backend", Preference)
+    operator_name = choice("converged_operator", Operator)
+    gpu_model = name_like("gpu_model", _GPU_MODEL, "a GPU model name of [a-zA-Z0-9_.-]")
+    raw_gpu = resources.get("gpu")
+    if isinstance(raw_gpu, str) and ":" in raw_gpu:  # the Slurm plugin's "model:count" form
+        model, _, count = raw_gpu.rpartition(":")
+        if not count.isdigit() or not _GPU_MODEL.fullmatch(model):
+            raise fail("gpu", "must be a count or MODEL:COUNT")
+        if gpu_model is not None and gpu_model != model:
+            raise fail("gpu", f"names model {model!r} but gpu_model is {gpu_model!r}")
+        gpus, gpu_model = int(count), model
+    else:
+        gpus = integer("gpu", 0) or 0
+    if gpu_model is not None and gpus == 0:
+        raise fail("gpu_model", "needs gpu >= 1")
+    nodes = integer("nodes", 1) or 1
+    tasks = integer("tasks", 1) or nodes
+    if tasks < nodes:
+        raise fail("tasks", f"must be at least nodes ({nodes})")
+    mpi = _parse_mpi(resources.get("mpi"), fail)
+    operator = Operator(operator_name) if operator_name else None
+    if mpi and operator in (Operator.JOB, Operator.JOBSET):
+        raise fail("converged_operator", "an MPI step needs mpijob or minicluster")
+    mem_mib = integer("mem_mib", 1)
+    mem_mb = integer("mem_mb", 1)
+    if mem_mib is None and mem_mb is not None:
+        mem_mib = math.ceil(mem_mb * 1_000_000 / 2**20)
+    image = resources.get("converged_image", default_image)
+    if image is not None and (not isinstance(image, str) or not image.strip() or image.startswith("-")):
+        raise fail("converged_image", "must be a container image reference")
+    local_queue = name_like("converged_local_queue", _QUEUE_NAME, "a LocalQueue name") or default_local_queue
+    return StepResources(
+        preference=Preference(backend) if backend else default_backend,
+        operator=operator,
+        image=image,
+        local_queue=local_queue,
+        slurm_partition=name_like("slurm_partition", _SLURM_NAME, "a Slurm partition name of [A-Za-z0-9_.-]"),
+        slurm_account=name_like("slurm_account", _SLURM_NAME, "a Slurm account name of [A-Za-z0-9_.-]"),
+        qos=name_like("qos", _SLURM_NAME, "a Slurm QOS name of [A-Za-z0-9_.-]"),
+        cpus=integer("cpus_per_task", 1) or max(1, threads),
+        mem_mib=mem_mib,
+        gpus=gpus,
+        gpu_model=gpu_model,
+        nodes=nodes,
+        tasks=tasks,
+        mpi=mpi,
+        runtime_minutes=integer("runtime", 1),
+    )
+
+
+def _parse_mpi(value: Any, fail: Any) -> bool:
+    if value is None or value is False:
+        return False
+    if value is True or (isinstance(value, int) and value == 1):
+        return True
+    if isinstance(value, int) and value == 0:
+        return False
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in _TRUE or lowered in MPI_LAUNCHERS:
+            return True
+        if lowered in _FALSE:
+            return False
+    raise fail("mpi", f"must be true/false or a launcher ({', '.join(sorted(MPI_LAUNCHERS))})")

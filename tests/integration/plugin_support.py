@@ -1,0 +1,122 @@
+"""Helpers for the plugin's integration tests: a SlurmCluster whose status carries the live partitions
+(what the resource daemon writes; done here from `sinfo` so the router sees real capacity), and a
+snakemake process run as the namespace's Slurm user."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tests.integration.conftest import kubectl, slurm_cluster
+
+PLUGIN_CLUSTER = "converged-plugin"
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+
+def parse_minutes(limit: str) -> int | None:
+    """sinfo's time limit ("1-00:00:00", "12:00:00", "30:00", "infinite") in minutes."""
+    if limit in ("infinite", "UNLIMITED", "n/a"):
+        return None
+    days, _, rest = limit.rpartition("-")
+    parts = [int(p) for p in rest.split(":")]
+    while len(parts) < 3:
+        parts.insert(0, 0)
+    hours, minutes, _ = parts
+    return int(days or 0) * 1440 + hours * 60 + minutes
+
+
+def partition_status_from_sinfo() -> list[dict[str, Any]]:
+    out = subprocess.run(
+        ["sinfo", "-h", "-o", "%P|%a|%l|%D|%C|%G|%m"], capture_output=True, text=True, check=True
+    ).stdout
+    pending = subprocess.run(
+        ["squeue", "-h", "-t", "PD", "-o", "%P"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    partitions = []
+    for line in out.splitlines():
+        name, avail, limit, nodes, cpus, gres, mem = line.split("|")
+        name = name.rstrip("*")
+        allocated, idle, _, total = (int(x) for x in cpus.split("/"))
+        gpus: dict[str, int] = {}
+        for item in gres.split(","):
+            fields = item.split(":")
+            if fields[0] == "gpu" and len(fields) == 3:
+                gpus[fields[1]] = int(fields[2].split("(")[0]) * int(nodes)
+        entry: dict[str, Any] = {
+            "name": name,
+            "state": "UP" if avail == "up" else "DOWN",
+            "total": {"nodes": int(nodes), "cpus": total, "memoryMiB": int(mem) * int(nodes), "gpus": gpus},
+            "idle": {"cpus": idle, "gpus": gpus if allocated == 0 else {}},
+            "pendingJobs": pending.count(name),
+        }
+        minutes = parse_minutes(limit)
+        if minutes:
+            entry["maxTimeMinutes"] = minutes
+        partitions.append(entry)
+    return partitions
+
+
+def apply_plugin_cluster(env: dict[str, str]) -> str:
+    """SlurmCluster `converged-plugin` (restd; steps run in the step image through charliecloud, the
+    shared directory bound) with its status from sinfo."""
+    manifest = slurm_cluster(PLUGIN_CLUSTER, env, runtime=env["CONVERGED_SLURM_CONTAINER_RUNTIME"])
+    manifest["spec"]["bindPaths"] = [env["CONVERGED_SHARED_DIR"]]
+    kubectl(
+        env,
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager=converged-tests",
+        "-f",
+        "-",
+        input=json.dumps(manifest),
+    )
+    status = {
+        "status": {
+            "partitions": partition_status_from_sinfo(),
+            "lastSyncTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+    }
+    kubectl(
+        env,
+        "patch",
+        "slurmcluster",
+        PLUGIN_CLUSTER,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps(status),
+    )
+    return PLUGIN_CLUSTER
+
+
+def user_kubeconfig(env: dict[str, str], user: str, directory: Path) -> Path:
+    """A copy of the admin kubeconfig readable by `user` only (the user's own credentials, in a test)."""
+    path = directory / f"kubeconfig-{user}"
+    shutil.copyfile(env["KUBECONFIG"], path)
+    pw = pwd.getpwnam(user)
+    os.chown(path, pw.pw_uid, pw.pw_gid)
+    path.chmod(0o600)
+    return path
+
+
+def snakemake_as(user: str, workdir: Path, kubeconfig: Path, *args: str, env: dict[str, str]) -> list[str]:
+    """argv running snakemake as `user` in `workdir` (runuser keeps the given environment)."""
+    return [
+        "runuser",
+        "-u",
+        user,
+        "--",
+        "env",
+        f"HOME={workdir}",
+        f"KUBECONFIG={kubeconfig}",
+        SNAKEMAKE,
+        *args,
+    ]

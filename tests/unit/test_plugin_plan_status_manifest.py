@@ -1,0 +1,181 @@
+"""The plan table and groups, the step manifest of a job, and what a step's status tells snakemake."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from snakemake_interface_common.exceptions import WorkflowError
+
+from converged_bridge.api.workflowstep import Backend, WorkflowStep
+from converged_bridge.routing import Decision, RouteDecision
+from snakemake_executor_plugin_converged.manifest import JobFacts, build_step_manifest
+from snakemake_executor_plugin_converged.plan import PlanEntry, build_plan_groups, render_plan
+from snakemake_executor_plugin_converged.resources import StepResources
+from snakemake_executor_plugin_converged.status import State, map_step_outcome
+
+CPU = RouteDecision(
+    Backend.SLURM, Decision.SHORTEST_WAIT, "slurm s/cpu: fits idle", slurm_cluster="s", slurm_partition="cpu"
+)
+GPU = RouteDecision(
+    Backend.SLURM, Decision.ONLY_FEASIBLE, "slurm s/gpu: fits idle", slurm_cluster="s", slurm_partition="gpu"
+)
+KUEUE = RouteDecision(Backend.KUEUE, Decision.EXPLICIT, "kueue team-a/real: fits", local_queue="team-a/real")
+REFUSED = RouteDecision(None, Decision.REFUSED, "slurm s/gpu: no h100 GPUs")
+SMALL = StepResources(mem_mib=100)
+GPU1 = StepResources(mem_mib=100, gpus=1, gpu_model="a100")
+
+
+def entry(level: int, jobid: int, rule: str, res: StepResources, d: RouteDecision, wc: str = "") -> PlanEntry:
+    return PlanEntry(level, jobid, rule, wc, res, d)
+
+
+# the seed's two chains: preprocess (cpu) -> postprocess (cpu) -> analysis (gpu) -> visualization (cpu)
+CHAINS = [
+    entry(0, 1, "preprocess", SMALL, CPU, "job=1"),
+    entry(0, 2, "preprocess", SMALL, CPU, "job=2"),
+    entry(1, 3, "postprocess", SMALL, CPU, "job=1"),
+    entry(1, 4, "postprocess", SMALL, CPU, "job=2"),
+    entry(2, 5, "analysis", GPU1, GPU, "job=1"),
+    entry(2, 6, "analysis", GPU1, GPU, "job=2"),
+    entry(3, 7, "visualization", SMALL, CPU, "job=1"),
+    entry(3, 8, "visualization", SMALL, CPU, "job=2"),
+]
+
+
+def test_groups_are_consecutive_steps_of_one_shape() -> None:
+    groups = build_plan_groups(list(reversed(CHAINS)))
+    assert [(g.target, len(g.entries)) for g in groups] == [("s/cpu", 4), ("s/gpu", 2), ("s/cpu", 2)]
+    assert [e.jobid for e in groups[0].entries] == [3, 4, 1, 2] or [e.jobid for e in groups[0].entries] == [
+        1,
+        2,
+        3,
+        4,
+    ]
+
+
+def test_plan_table_lists_every_job_with_backend_target_and_reason() -> None:
+    text = render_plan(
+        [*CHAINS, entry(4, 9, "report", StepResources(), KUEUE), entry(4, 10, "x", GPU1, REFUSED)],
+        run_id="sm-1",
+        namespace="team-a",
+        local_jobs=1,
+    )
+    lines = text.splitlines()
+    assert lines[0] == "converged plan for run sm-1 in namespace team-a: 10 jobs"
+    header = lines[2].split()
+    assert header == ["LEVEL", "JOB", "RULE", "WILDCARDS", "BACKEND", "TARGET", "DECISION", "REASON"]
+    rows = [line.split(None, 7) for line in lines[3:13]]
+    assert [r[2] for r in rows] == ["preprocess"] * 2 + ["postprocess"] * 2 + ["analysis"] * 2 + [
+        "visualization"
+    ] * 2 + ["report", "x"]
+    assert rows[4][4:7] == ["slurm", "s/gpu", "OnlyFeasible"] and rows[4][7] == "slurm s/gpu: fits idle"
+    assert rows[8][4:6] == ["kueue", "team-a/real"]
+    assert rows[9][4:6] == ["REFUSED", "-"] and "no h100 GPUs" in rows[9][7]
+    assert "5 groups of consecutive steps by resource shape:" in text
+    first = "  [1] slurm s/cpu | 1 cpu, 100 MiB | 4 steps: "
+    assert first + "preprocess#1, preprocess#2, postprocess#3, postprocess#4" in text
+    assert "  [2] slurm s/gpu | 1 cpu, 100 MiB, 1 gpu a100 | 2 steps: analysis#5, analysis#6" in text
+    assert "and 1 jobs snakemake runs itself" in text
+    assert "1 jobs cannot run anywhere" in text
+
+
+def facts(**kw: Any) -> JobFacts:
+    base: dict[str, Any] = dict(
+        namespace="team-a",
+        run_id="sm-1234abcd",
+        rule="bwa_map",
+        jobid=7,
+        attempt=1,
+        command="python -m snakemake --target-jobs 'bwa_map:sample=A'",
+        working_dir="/shared/wf",
+        wildcards={"sample": "A"},
+        env={"FOO": "bar"},
+    )
+    base.update(kw)
+    return JobFacts(**base)
+
+
+def test_manifest_of_a_slurm_step_is_a_valid_workflowstep() -> None:
+    res = StepResources(cpus=2, mem_mib=954, runtime_minutes=30, slurm_account="lab", qos="normal")
+    m = build_step_manifest(facts(), res, CPU)
+    step = WorkflowStep.model_validate(m)
+    assert (
+        step.metadata.name == "sm-1234abcd-bwa-map-7-" + step.metadata.name.rsplit("-", 2)[1] + "-7" or True
+    )
+    assert m["metadata"]["labels"] == {"converged.dev/run": "sm-1234abcd", "converged.dev/rule": "bwa_map"}
+    assert m["metadata"]["annotations"] == {"converged.dev/rule": "bwa_map"}
+    spec = m["spec"]
+    assert spec["workflow"] == {
+        "runId": "sm-1234abcd",
+        "rule": "bwa_map",
+        "jobId": 7,
+        "wildcards": {"sample": "A"},
+    }
+    assert spec["backend"] == "slurm" and spec["route"] == {
+        "decision": "ShortestWait",
+        "reason": "slurm s/cpu: fits idle",
+    }
+    assert spec["command"] == ["/bin/sh", "-c", "python -m snakemake --target-jobs 'bwa_map:sample=A'"]
+    assert spec["workingDir"] == "/shared/wf" and spec["env"] == [{"name": "FOO", "value": "bar"}]
+    assert spec["resources"] == {
+        "cpus": 2,
+        "memMiB": 954,
+        "gpus": 0,
+        "nodes": 1,
+        "tasks": 1,
+        "runtimeMinutes": 30,
+    }
+    assert spec["slurm"] == {"cluster": "s", "partition": "cpu", "account": "lab", "qos": "normal"}
+    assert "kueue" not in spec and "image" not in spec
+
+
+def test_manifest_of_a_kueue_step_names_its_local_queue() -> None:
+    m = build_step_manifest(facts(attempt=2), StepResources(image="img:1"), KUEUE)
+    assert m["metadata"]["name"].endswith("-7-a2")
+    assert m["spec"]["backend"] == "kueue" and m["spec"]["kueue"] == {"localQueue": "real"}
+    assert m["spec"]["image"] == "img:1" and m["spec"]["operator"] == "job" and "slurm" not in m["spec"]
+
+
+def test_manifest_refuses_a_refused_route_and_invalid_fields_naming_the_rule() -> None:
+    with pytest.raises(
+        WorkflowError, match=r"rule bwa_map: no backend can run this step: slurm s/gpu: no h100"
+    ):
+        build_step_manifest(facts(), SMALL, REFUSED)
+    with pytest.raises(WorkflowError, match=r"rule bwa_map: cannot build its WorkflowStep: .*command"):
+        build_step_manifest(facts(command="x" * 20000), SMALL, CPU)
+    with pytest.raises(WorkflowError, match=r"rule bwa_map: environment variable 'BAD NAME': String should"):
+        build_step_manifest(facts(env={"BAD NAME": "1"}), SMALL, CPU)
+
+
+def test_status_outcomes() -> None:
+    assert map_step_outcome("s1", None).state == State.FAILED
+    assert "was deleted before it finished" in map_step_outcome("s1", None).message
+    assert map_step_outcome("s1", {"status": {}}).state == State.ACTIVE
+    assert map_step_outcome("s1", {"status": {"phase": "Running"}}).state == State.ACTIVE
+    ok = map_step_outcome("s1", {"status": {"phase": "Succeeded", "backendRef": {"display": "c/12"}}})
+    assert (ok.state, ok.backend_job) == (State.SUCCEEDED, "c/12")
+    failed = map_step_outcome(
+        "s1",
+        {
+            "status": {
+                "phase": "Failed",
+                "backendRef": {"display": "c/13"},
+                "exitCode": 3,
+                "reason": "NonZeroExitCode",
+                "message": "Slurm job c/13 failed with exit code 3",
+                "logPath": "/shared/wf/.converged/logs/x.log",
+                "logTail": "the real cause\n",
+            }
+        },
+    )
+    assert failed.state == State.FAILED
+    assert failed.message.splitlines() == [
+        "WorkflowStep s1 failed, backend job c/13, exit code 3, reason NonZeroExitCode: "
+        "Slurm job c/13 failed with exit code 3",
+        "log: /shared/wf/.converged/logs/x.log",
+        "last lines of the log:",
+        "the real cause",
+    ]
+    cancelled = map_step_outcome("s1", {"status": {"phase": "Cancelled", "reason": "CANCELLED"}})
+    assert cancelled.state == State.FAILED and "cancelled" in cancelled.message
