@@ -23,6 +23,7 @@ from snakemake_interface_executor_plugins.executors.remote import RemoteExecutor
 from snakemake_interface_executor_plugins.jobs import JobExecutorInterface
 from snakemake_interface_executor_plugins.settings import CommonSettings, ExecutorSettingsBase, SharedFSUsage
 
+from converged_bridge.api.workflowstep import CONTROLLER_LABEL
 from converged_bridge.errors import BackendError
 from converged_bridge.routing import CapacityView, Preference, RouteDecision, SiteWeights, StepRequest, route
 from snakemake_executor_plugin_converged.jobinfo import dag_levels, identify_job, job_resources, job_threads
@@ -208,7 +209,8 @@ class Executor(RemoteExecutor):
             text = render_plan(entries, run_id=self.run_id, namespace=self.namespace, local_jobs=local_jobs)
             print(text, end="", flush=True)
             raise SystemExit(0)
-        if settings.controller == "embedded":
+        self.embedded = settings.controller == "embedded"
+        if self.embedded:
             self.session.start_controller(settings.poll_interval)
         self.next_seconds_between_status_checks = settings.poll_interval
         self.logger.info(f"converged: run {self.run_id} in namespace {self.namespace}")
@@ -280,6 +282,8 @@ class Executor(RemoteExecutor):
             env={"XDG_CACHE_HOME": f"{self.working_dir}/.snakemake/converged-cache", **self.envvars()},
         )
         manifest = build_step_manifest(facts, resources, decision)
+        if self.embedded:  # our own controller drives this run's steps; a deployed one leaves them alone
+            manifest["metadata"]["labels"][CONTROLLER_LABEL] = "embedded"
         try:
             name = self.session.submit(manifest)
         except BackendError as e:

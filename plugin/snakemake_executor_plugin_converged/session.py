@@ -67,11 +67,17 @@ class RunSession:
     # --- embedded controller ---
     def start_controller(self, poll_interval: float) -> None:
         """Run the WorkflowStep controller in this process, watching this namespace only."""
+        from converged_bridge.api.workflowstep import CONTROLLER_LABEL
         from converged_bridge.controller.runner import Controller, ControllerSettings
         from converged_bridge.kube.access import KubeAccess
+        from converged_bridge.kube.run_steps import RUN_LABEL
 
         settings = ControllerSettings(
-            poll_interval=poll_interval, cluster_refresh=10.0, namespace=self.namespace
+            poll_interval=poll_interval,
+            cluster_refresh=10.0,
+            namespace=self.namespace,
+            # only this run's steps: a deployed controller (or another run's) never drives them too
+            label_selector=f"{CONTROLLER_LABEL}=embedded,{RUN_LABEL}={self.run_id}",
         )
         self.controller = Controller(KubeAccess(self._api_client), settings)
         self.controller.start()

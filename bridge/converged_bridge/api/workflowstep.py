@@ -19,6 +19,10 @@ GROUP: Final = "converged.dev"
 VERSION: Final = "v1alpha1"
 API_VERSION: Final = "converged.dev/v1alpha1"
 PLURAL = "workflowsteps"
+# Steps of a run whose controller is embedded in its snakemake process carry this label (value
+# "embedded"); deployed controllers leave them alone and the embedded one selects only its own run,
+# so a step never has two controllers submitting it.
+CONTROLLER_LABEL = "converged.dev/controller"
 
 LABEL_VALUE_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"

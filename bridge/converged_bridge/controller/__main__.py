@@ -40,6 +40,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, ControllerSe
         "poll_interval": "seconds between Slurm job listings (one query per cluster)",
         "cluster_refresh": "seconds between re-reads of SlurmCluster objects",
         "namespace": "watch only this namespace (default: all)",
+        "label_selector": "steps this controller drives (default: all but runs with an embedded controller)",
         "log_dir": "directory for Slurm logs of steps without a workingDir",
         "watch_timeout": "seconds a WATCH stays open before it is renewed",
         "local_queue": "Kueue LocalQueue for Kubernetes-backed steps that name none",

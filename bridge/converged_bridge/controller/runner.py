@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from converged_bridge.api.slurmcluster import SlurmClusterSpec
-from converged_bridge.api.workflowstep import Backend, Phase, WorkflowStep
+from converged_bridge.api.workflowstep import CONTROLLER_LABEL, Backend, Phase, WorkflowStep
 from converged_bridge.controller.intents import (
     FINALIZER,
     AddFinalizer,
@@ -62,6 +62,7 @@ class ControllerSettings:
     poll_interval: float = 2.0  # seconds between Slurm job listings (one query per cluster)
     cluster_refresh: float = 30.0  # seconds between re-reads of SlurmCluster objects
     namespace: str | None = None  # watch one namespace, or all
+    label_selector: str = f"!{CONTROLLER_LABEL}"  # which steps are ours (default: not an embedded run's)
     log_dir: str = "/tmp/converged"  # where Slurm logs go for steps without a workingDir
     watch_timeout: int = 300  # seconds a WATCH stays open before it is renewed
     local_queue: str = "default"  # Kueue LocalQueue for steps that name none
@@ -158,13 +159,13 @@ class Controller:
         backoff = 0.5
         while not self._stop.is_set():
             try:
-                items, rv = self.kube.list_steps(self.settings.namespace)
+                items, rv = self.kube.list_steps(self.settings.namespace, self.settings.label_selector)
                 self._events.put(("SYNC", items))
                 backoff = 0.5
                 while not self._stop.is_set():
                     expired = False
                     for kind, obj in self.kube.watch_steps(
-                        rv, self.settings.namespace, self.settings.watch_timeout
+                        rv, self.settings.namespace, self.settings.watch_timeout, self.settings.label_selector
                     ):
                         if kind == "ERROR":
                             expired = True

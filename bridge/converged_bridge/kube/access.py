@@ -95,52 +95,40 @@ class KubeAccess:
             raise _translate(e, what) from e
 
     # --- WorkflowSteps ---
-    def list_steps(self, namespace: str | None = None) -> tuple[list[dict[str, Any]], str]:
+    def _steps_lister(self, namespace: str | None) -> tuple[Any, tuple[str, ...]]:
         if namespace:
-            doc = self._do(
-                "list",
-                "list workflowsteps",
-                self._custom.list_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                namespace,
-                STEPS,
-            )
-        else:
-            doc = self._do(
-                "list", "list workflowsteps", self._custom.list_cluster_custom_object, GROUP, VERSION, STEPS
-            )
+            return self._custom.list_namespaced_custom_object, (GROUP, VERSION, namespace, STEPS)
+        return self._custom.list_cluster_custom_object, (GROUP, VERSION, STEPS)
+
+    def list_steps(
+        self, namespace: str | None = None, label_selector: str = ""
+    ) -> tuple[list[dict[str, Any]], str]:
+        """WorkflowSteps (one namespace, or all) matching `label_selector`, and the resourceVersion."""
+        fn, args = self._steps_lister(namespace)
+        doc = self._do("list", "list workflowsteps", fn, *args, label_selector=label_selector)
         return list(doc.get("items", [])), str(doc["metadata"]["resourceVersion"])
 
     def watch_steps(
-        self, resource_version: str, namespace: str | None = None, timeout_seconds: int = 300
+        self,
+        resource_version: str,
+        namespace: str | None = None,
+        timeout_seconds: int = 300,
+        label_selector: str = "",
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         """(type, object) events after `resource_version`; BOOKMARK events keep it fresh. Ends on timeout."""
         from kubernetes import watch
 
         self.calls["watch"] += 1
         w = watch.Watch()
-        if namespace:
-            stream = w.stream(
-                self._custom.list_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                namespace,
-                STEPS,
-                resource_version=resource_version,
-                allow_watch_bookmarks=True,
-                timeout_seconds=timeout_seconds,
-            )
-        else:
-            stream = w.stream(
-                self._custom.list_cluster_custom_object,
-                GROUP,
-                VERSION,
-                STEPS,
-                resource_version=resource_version,
-                allow_watch_bookmarks=True,
-                timeout_seconds=timeout_seconds,
-            )
+        fn, args = self._steps_lister(namespace)
+        stream = w.stream(
+            fn,
+            *args,
+            resource_version=resource_version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=timeout_seconds,
+            label_selector=label_selector,
+        )
         try:
             for event in stream:
                 yield str(event["type"]), cast(dict[str, Any], event["object"])
