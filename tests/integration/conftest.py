@@ -150,8 +150,11 @@ def workdir(cluster_env: dict[str, str]) -> Path:
 class ControllerProcess:
     """`converged-controller` as a real process, its JSON log captured to a file."""
 
-    def __init__(self, env: dict[str, str], log: Path, kubeconfig: str | None = None) -> None:
+    def __init__(
+        self, env: dict[str, str], log: Path, kubeconfig: str | None = None, extra_args: tuple[str, ...] = ()
+    ) -> None:
         self.log = log
+        self._extra = extra_args
         self._env = env
         self._kubeconfig = kubeconfig or env["KUBECONFIG"]
         self.proc: subprocess.Popen[bytes] | None = None
@@ -167,6 +170,7 @@ class ControllerProcess:
                 "--poll-interval=1",
                 "--cluster-refresh=5",
                 "--log-level=debug",
+                *self._extra,
             ],
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -259,8 +259,14 @@ def test_virtual_nodes_flavors_and_queue_match_sinfo(
     row = kubectl(env, "get", "slurmcluster", "converged", "--no-headers").split()
     assert row[3:5] == ["True", "True"]  # NAME TRANSPORT URL Reachable Synced
     # the node-lifecycle controller sees the heartbeat Lease
-    lease = get_json(env, "lease", "-n", "kube-node-lease", CPU)
-    assert lease["metadata"]["ownerReferences"][0]["name"] == CPU
+    lease = eventually(  # renewed by its own heartbeat thread, which may not have run yet
+        "the virtual node's heartbeat Lease",
+        lambda: kubectl(
+            env, "get", "lease", "-n", "kube-node-lease", CPU, "-o", "json", "--ignore-not-found"
+        ),
+        timeout=30,
+    )
+    assert json.loads(lease)["metadata"]["ownerReferences"][0]["name"] == CPU
 
 
 def test_unchanged_cycles_write_nothing_but_heartbeats(

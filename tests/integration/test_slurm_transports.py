@@ -103,13 +103,20 @@ def test_cancel_ends_a_running_job_and_is_idempotent(
     job = wait_terminal(transport, uid)
     assert job.state is JobState.CANCELLED
     transport.cancel(job_id, "root")  # already over: no error
-    sacct = subprocess.run(
-        ["sacct", "-P", "-j", str(job_id), "-o", "JobID,State,ExitCode"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert parse_sacct_parsable(sacct)[0].state is JobState.CANCELLED
+
+    def accounted() -> list[SlurmJob]:  # slurmdbd records the job a moment after slurmctld ends it
+        out = subprocess.run(
+            ["sacct", "-P", "-j", str(job_id), "-o", "JobID,State,ExitCode"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        return [j for j in parse_sacct_parsable(out) if j.terminal]
+
+    deadline = time.monotonic() + 30
+    while not (rows := accounted()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert rows and rows[0].state is JobState.CANCELLED
 
 
 def test_hostile_arguments_reach_the_job_verbatim(

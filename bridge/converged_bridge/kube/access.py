@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import socket
 import uuid
 from collections import Counter
@@ -24,16 +25,22 @@ CLUSTERS = "slurmclusters"
 
 
 def load_api_client(kubeconfig: str | None = None) -> Any:
-    """An ApiClient from `kubeconfig`, else $KUBECONFIG / ~/.kube/config, else the in-cluster account."""
+    """An ApiClient from `kubeconfig`, else $KUBECONFIG / ~/.kube/config, else the in-cluster account.
+
+    $KUBECONFIG is read now: the kubernetes client reads it once, when it is first imported, so a
+    variable set later (by a test, or a host process before starting the executor) would be missed.
+    """
     from kubernetes import client, config
 
+    candidates = [kubeconfig] if kubeconfig else [*os.environ.get("KUBECONFIG", "").split(os.pathsep)]
+    candidates.append(os.path.expanduser("~/.kube/config"))
+    for path in (c for c in candidates if c):
+        if os.path.exists(path):
+            return config.new_client_from_config(config_file=path, persist_config=False)
     if kubeconfig:
-        return config.new_client_from_config(config_file=kubeconfig, persist_config=False)
-    try:
-        return config.new_client_from_config(persist_config=False)
-    except config.ConfigException:
-        config.load_incluster_config()
-        return client.ApiClient()
+        raise config.ConfigException(f"kubeconfig {kubeconfig} does not exist")
+    config.load_incluster_config()
+    return client.ApiClient()
 
 
 def current_namespace(kubeconfig: str | None = None) -> str:

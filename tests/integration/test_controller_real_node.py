@@ -1,0 +1,86 @@
+"""Issue 5 on the real kubelet node: a Job step really runs in the step image, and deleting a running
+step removes its Job and pods."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import ControllerProcess, eventually, kubectl
+from tests.integration.test_controller_slurm import TERMINAL, create, get, wait_phase
+
+pytestmark = pytest.mark.integration
+
+NS = "default"  # where the local cluster's LocalQueue `real` lives
+IMAGE = "localhost/converged/step:local"
+
+
+@pytest.fixture(scope="module")
+def real_controller(
+    cluster_env: dict[str, str], converged_crds: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ControllerProcess]:
+    shared = cluster_env["CONVERGED_SHARED_DIR"]
+    proc = ControllerProcess(
+        cluster_env,
+        tmp_path_factory.mktemp("real") / "controller.log",
+        extra_args=(f"--shared-paths={shared}", "--local-queue=real"),
+    )
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+def real_step(name: str, command: list[str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "converged.dev/v1alpha1",
+        "kind": "WorkflowStep",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "workflow": {"runId": "it-real", "rule": "real node", "jobId": 1},
+            "backend": "kueue",
+            "image": IMAGE,
+            "command": command,
+            "resources": {"cpus": 1, "memMiB": 256, "runtimeMinutes": 5},
+        },
+    }
+
+
+def pods_of(env: dict[str, str], job: str) -> list[dict[str, Any]]:
+    return json.loads(kubectl(env, "get", "pods", "-n", NS, "-l", f"job-name={job}", "-o", "json"))["items"]  # type: ignore[no-any-return]
+
+
+def test_job_step_writes_its_output_for_real(
+    real_controller: ControllerProcess, cluster_env: dict[str, str]
+) -> None:
+    env, name = cluster_env, f"real-{uuid.uuid4().hex[:6]}"
+    out = Path(env["CONVERGED_SHARED_DIR"]) / f"{name}.txt"
+    script = (
+        f"import snakemake, sys; open({str(out)!r}, 'w').write(sys.executable + ' ' + snakemake.__version__)"
+    )
+    create(env, real_step(name, ["python3", "-c", script]))
+    status = wait_phase(env, NS, name, TERMINAL, timeout=120)["status"]
+    assert (status["phase"], status.get("exitCode")) == ("Succeeded", 0), status
+    assert out.read_text().startswith("/usr/bin/python3 9.")  # the image's Python and snakemake
+    pods = pods_of(env, status["backendRef"]["name"])
+    assert [p["spec"]["nodeName"] for p in pods] == ["real-node-0"]
+
+
+def test_deleting_a_running_step_removes_its_job_and_pods(
+    real_controller: ControllerProcess, cluster_env: dict[str, str]
+) -> None:
+    env, name = cluster_env, f"real-del-{uuid.uuid4().hex[:6]}"
+    create(env, real_step(name, ["sleep", "300"]))
+    running = wait_phase(env, NS, name, {"Running"}, timeout=120)["status"]
+    job = running["backendRef"]["name"]
+    assert pods_of(env, job)
+    kubectl(env, "delete", "wfs", name, "-n", NS, "--timeout=60s")
+    assert get(env, NS, name) is None
+    eventually(
+        "the Job to be gone", lambda: not kubectl(env, "get", "job", job, "-n", NS, "--ignore-not-found"), 60
+    )
+    eventually("its pods to be gone", lambda: not pods_of(env, job), 90)
