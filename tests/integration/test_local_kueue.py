@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar, cast
+from collections.abc import Iterator
+from typing import Any, cast
 
 import pytest
 from kubernetes import client
 
+from tests.integration.conftest import eventually
+
 pytestmark = pytest.mark.integration
 
-T = TypeVar("T")
 NS = "default"
-
-
-def eventually(what: str, probe: Callable[[], T | None], timeout: float = 60, interval: float = 0.5) -> T:
-    """Poll `probe` until it returns something truthy; fail naming `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 def queued_job(name: str, cpu: str, gpus: int = 0) -> client.V1Job:

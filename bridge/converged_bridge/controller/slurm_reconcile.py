@@ -15,10 +15,9 @@ from converged_bridge.controller.intents import (
     Intent,
     RemoveFinalizer,
     SubmitSlurmJob,
-    WriteStatus,
 )
 from converged_bridge.controller.slurm_status import map_slurm_job
-from converged_bridge.controller.status import build_status, is_finished, same_status
+from converged_bridge.controller.status import is_finished, plan_status
 from converged_bridge.errors import InvalidStep
 from converged_bridge.slurm.batch_script import build_batch_options, build_batch_script, build_log_path
 from converged_bridge.slurm.jobs import SlurmJob
@@ -108,9 +107,7 @@ def plan_slurm_step(step: WorkflowStep, view: SlurmView) -> list[Intent]:
     refusal = _refusal(step, view, user)
     if refusal is not None:
         reason, message = refusal
-        return (
-            intents + _status(step, view, Phase.FAILED, reason, message) + [Emit("Warning", reason, message)]
-        )
+        return intents + _status(step, view, Phase.FAILED, reason, message, warn=True)
     if view.cluster is None or user is None:  # _refusal covered both; this narrows the types
         return intents
     uid = meta.uid or ""
@@ -123,11 +120,7 @@ def plan_slurm_step(step: WorkflowStep, view: SlurmView) -> list[Intent]:
         )
     except InvalidStep as e:
         message = f"invalid for Slurm: {e}"
-        return (
-            intents
-            + _status(step, view, Phase.FAILED, "InvalidSpec", message)
-            + [Emit("Warning", "InvalidSpec", message)]
-        )
+        return intents + _status(step, view, Phase.FAILED, "InvalidSpec", message, warn=True)
     working_dir = step.spec.working_dir or view.log_dir
     submission = Submission(script=script, options=options, working_dir=working_dir, user=user)
     return [*intents, SubmitSlurmJob(view.cluster_name, submission, view.log_dir, secret_file)]
@@ -160,11 +153,11 @@ def _status(
     end: datetime | None = None,
     log_path: str | None = None,
     log_tail: str | None = None,
+    warn: bool = False,
 ) -> list[Intent]:
-    """WriteStatus (and an event on a phase change) when the status differs from what is stored."""
-    if phase in (Phase.FAILED, Phase.CANCELLED, Phase.SUCCEEDED) and end is None:
-        end = view.now
-    new = build_status(
+    """plan_status, with the Slurm log path of a submitted step."""
+    uid = step.metadata.uid
+    return plan_status(
         step,
         phase=phase,
         reason=reason,
@@ -173,14 +166,8 @@ def _status(
         backend_ref=ref,
         exit_code=exit_code,
         start_time=start,
-        completion_time=end if phase in (Phase.FAILED, Phase.CANCELLED, Phase.SUCCEEDED) else None,
-        log_path=log_path
-        or (build_log_path(view.log_dir, step.metadata.uid) if ref and step.metadata.uid else None),
+        completion_time=end,
+        log_path=log_path or (build_log_path(view.log_dir, uid) if ref and uid else None),
         log_tail=log_tail,
+        warn=warn,
     )
-    if same_status(new, step.status):
-        return []
-    out: list[Intent] = [WriteStatus(new)]
-    if new.phase != step.status.phase:
-        out.append(Emit("Warning" if phase == Phase.FAILED else "Normal", phase.value, message))
-    return out

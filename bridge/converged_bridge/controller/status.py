@@ -7,6 +7,7 @@ from typing import Any
 
 from converged_bridge.api.conditions import Condition, ConditionStatus, set_condition
 from converged_bridge.api.workflowstep import BackendRef, Phase, WorkflowStep, WorkflowStepStatus
+from converged_bridge.controller.intents import Emit, Intent, WriteStatus
 
 TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED})
 LOG_TAIL_MAX = 4096  # like a Pod's termination message
@@ -124,3 +125,44 @@ def build_status_patch(current: dict[str, Any], new: WorkflowStepStatus) -> dict
         if key not in patch:
             patch[key] = None
     return patch
+
+
+def plan_status(
+    step: WorkflowStep,
+    *,
+    phase: Phase,
+    reason: str | None,
+    message: str,
+    now: datetime,
+    backend_ref: BackendRef | None = None,
+    exit_code: int | None = None,
+    start_time: datetime | None = None,
+    completion_time: datetime | None = None,
+    log_path: str | None = None,
+    log_tail: str | None = None,
+    warn: bool = False,
+) -> list[Intent]:
+    """WriteStatus when the status `step` should have differs from the stored one, plus an Event on a
+    phase change (Warning for Failed). `warn` marks a refusal: its Event carries `reason`. A terminal
+    phase without a completion time completes `now`. Shared by every backend."""
+    terminal = phase in TERMINAL_PHASES
+    new = build_status(
+        step,
+        phase=phase,
+        reason=reason,
+        message=message,
+        now=now,
+        backend_ref=backend_ref,
+        exit_code=exit_code,
+        start_time=start_time,
+        completion_time=(completion_time or now) if terminal else None,
+        log_path=log_path,
+        log_tail=log_tail,
+    )
+    if same_status(new, step.status):
+        return []
+    out: list[Intent] = [WriteStatus(new)]
+    if new.phase != step.status.phase or warn:
+        event_reason = (reason or phase.value) if warn else phase.value
+        out.append(Emit("Warning" if phase == Phase.FAILED else "Normal", event_reason, message))
+    return out

@@ -13,12 +13,10 @@ from converged_bridge.controller.intents import (
     AddFinalizer,
     CreateObject,
     DeleteObject,
-    Emit,
     Intent,
     RemoveFinalizer,
-    WriteStatus,
 )
-from converged_bridge.controller.status import build_status, is_finished, same_status
+from converged_bridge.controller.status import is_finished, plan_status
 from converged_bridge.errors import InvalidStep
 from converged_bridge.kueue.builders import BuiltObject, KueueSite, build_operator_object
 from converged_bridge.kueue.status import map_kueue_status
@@ -113,8 +111,7 @@ def _status(
     log_tail: str | None = None,
     warn: bool = False,
 ) -> list[Intent]:
-    terminal = phase in (Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED)
-    new = build_status(
+    return plan_status(
         step,
         phase=phase,
         reason=reason,
@@ -123,13 +120,7 @@ def _status(
         backend_ref=ref,
         exit_code=exit_code,
         start_time=start,
-        completion_time=(end or view.now) if terminal else None,
+        completion_time=end,
         log_tail=log_tail,
+        warn=warn,
     )
-    if same_status(new, step.status):
-        return []
-    out: list[Intent] = [WriteStatus(new)]
-    if new.phase != step.status.phase or warn:
-        event_reason = (reason or phase.value) if warn else phase.value
-        out.append(Emit("Warning" if phase == Phase.FAILED else "Normal", event_reason, message))
-    return out
