@@ -63,13 +63,21 @@ def plan_kueue_step(step: WorkflowStep, view: KueueView) -> list[Intent]:
         try:
             built = build_operator_object(step, view.site)
         except InvalidStep as e:
-            return intents + _status(
-                step, view, Phase.FAILED, "InvalidSpec", f"invalid for Kubernetes: {e}", warn=True
+            message = f"invalid for Kubernetes: {e}"
+            return intents + plan_status(
+                step, phase=Phase.FAILED, reason="InvalidSpec", message=message, now=view.now, warn=True
             )
         if built.kind not in view.served_kinds:
             operator = step.spec.operator.value
             message = f"operator {operator}: this cluster does not serve {built.api_version} {built.kind}"
-            return intents + _status(step, view, Phase.FAILED, "OperatorNotInstalled", message, warn=True)
+            return intents + plan_status(
+                step,
+                phase=Phase.FAILED,
+                reason="OperatorNotInstalled",
+                message=message,
+                now=view.now,
+                warn=True,
+            )
         group, version, plural, _ = KINDS[built.kind]
         return [*intents, CreateObject(group, version, plural, ns, built.body), *_created(step, view, built)]
 
@@ -78,49 +86,23 @@ def plan_kueue_step(step: WorkflowStep, view: KueueView) -> list[Intent]:
     workload = (view.workload or {}).get("metadata", {}).get("name")
     ref = BackendRef.for_object(KINDS[kind][3], name, workload)
     out = map_kueue_status(kind, view.obj, view.workload, view.pods)
-    return intents + _status(
+    return intents + plan_status(
         step,
-        view,
-        out.phase,
-        out.reason,
-        out.message,
-        ref=ref,
+        phase=out.phase,
+        reason=out.reason,
+        message=out.message,
+        now=view.now,
+        backend_ref=ref,
         exit_code=out.exit_code,
-        start=out.start_time,
-        end=out.completion_time,
+        start_time=out.start_time,
+        completion_time=out.completion_time,
         log_tail=out.log_tail,
     )
 
 
 def _created(step: WorkflowStep, view: KueueView, built: BuiltObject) -> list[Intent]:
     ref = BackendRef.for_object(KINDS[built.kind][3], built.name)
-    return _status(step, view, Phase.QUEUED, "Created", f"created {ref.display}; waiting for Kueue", ref=ref)
-
-
-def _status(
-    step: WorkflowStep,
-    view: KueueView,
-    phase: Phase,
-    reason: str | None,
-    message: str,
-    *,
-    ref: BackendRef | None = None,
-    exit_code: int | None = None,
-    start: datetime | None = None,
-    end: datetime | None = None,
-    log_tail: str | None = None,
-    warn: bool = False,
-) -> list[Intent]:
+    message = f"created {ref.display}; waiting for Kueue"
     return plan_status(
-        step,
-        phase=phase,
-        reason=reason,
-        message=message,
-        now=view.now,
-        backend_ref=ref,
-        exit_code=exit_code,
-        start_time=start,
-        completion_time=end,
-        log_tail=log_tail,
-        warn=warn,
+        step, phase=Phase.QUEUED, reason="Created", message=message, now=view.now, backend_ref=ref
     )
