@@ -130,6 +130,35 @@ def split_wait_status(raw: int) -> tuple[int | None, int | None]:
     return (raw >> 8) & 0xFF, None
 
 
+def _build_job(
+    job: Mapping[str, Any],
+    state: JobState,
+    exit_code: int | None,
+    signal: int | None,
+    start_time: datetime | None,
+    time_limit_minutes: int | None,
+) -> SlurmJob:
+    """The SlurmJob of a slurmctld job record; the fields every dialect spells alike are read here."""
+    return SlurmJob(
+        job_id=int(job["job_id"]),
+        name=str(job.get("name") or ""),
+        state=state,
+        reason=_reason(job.get("state_reason")),
+        comment=str(job.get("comment") or ""),
+        user=str(job.get("user_name") or ""),
+        partition=str(job.get("partition") or ""),
+        nodes=str(job.get("nodes") or ""),
+        exit_code=exit_code,
+        signal=signal,
+        submit_time=_epoch(job.get("submit_time")),
+        start_time=start_time,
+        end_time=_epoch(job.get("end_time")) if state in TERMINAL_STATES else None,  # else: the expected end
+        stdout=_expand_path(str(job.get("standard_output") or ""), job),
+        stderr=_expand_path(str(job.get("standard_error") or ""), job),
+        time_limit_minutes=time_limit_minutes,
+    )
+
+
 def parse_job_v0038(job: Mapping[str, Any]) -> SlurmJob:
     """One job of slurmrestd v0.0.38 (`/slurm/v0.0.38/jobs`) or 22.05's `squeue --json`."""
     try:
@@ -137,26 +166,14 @@ def parse_job_v0038(job: Mapping[str, Any]) -> SlurmJob:
         exit_code, signal = (None, None)
         if state in TERMINAL_STATES and isinstance(job.get("exit_code"), int):
             exit_code, signal = split_wait_status(job["exit_code"])
-        stdout = _expand_path(str(job.get("standard_output") or ""), job)
-        stderr = _expand_path(str(job.get("standard_error") or ""), job)
         limit = job.get("time_limit")
-        return SlurmJob(
-            job_id=int(job["job_id"]),
-            name=str(job.get("name") or ""),
-            state=state,
-            reason=_reason(job.get("state_reason")),
-            comment=str(job.get("comment") or ""),
-            user=str(job.get("user_name") or ""),
-            partition=str(job.get("partition") or ""),
-            nodes=str(job.get("nodes") or ""),
-            exit_code=exit_code,
-            signal=signal,
-            submit_time=_epoch(job.get("submit_time")),
-            start_time=_epoch(job.get("start_time")),
-            end_time=_epoch(job.get("end_time")) if state in TERMINAL_STATES else None,
-            stdout=stdout,
-            stderr=stderr,
-            time_limit_minutes=limit if isinstance(limit, int) else None,
+        return _build_job(
+            job,
+            state,
+            exit_code,
+            signal,
+            _epoch(job.get("start_time")),
+            limit if isinstance(limit, int) else None,
         )
     except (KeyError, TypeError, ValueError) as e:
         raise SlurmParseError(f"unexpected v0.0.38 job record: {e!r}") from e
@@ -191,26 +208,9 @@ def parse_job_v0040(job: Mapping[str, Any]) -> SlurmJob:
     try:
         states = job["job_state"]
         state = JobState.parse(str(states[0] if isinstance(states, list) and states else states))
-        terminal = state in TERMINAL_STATES
-        exit_code, signal = _exit_v0040(job.get("exit_code")) if terminal else (None, None)
-        return SlurmJob(
-            job_id=int(job["job_id"]),
-            name=str(job.get("name") or ""),
-            state=state,
-            reason=_reason(job.get("state_reason")),
-            comment=str(job.get("comment") or ""),
-            user=str(job.get("user_name") or ""),
-            partition=str(job.get("partition") or ""),
-            nodes=str(job.get("nodes") or ""),
-            exit_code=exit_code,
-            signal=signal,
-            submit_time=_epoch(job.get("submit_time")),
-            start_time=_epoch(job.get("start_time")) if state != JobState.PENDING else None,
-            end_time=_epoch(job.get("end_time")) if terminal else None,
-            stdout=_expand_path(str(job.get("standard_output") or ""), job),
-            stderr=_expand_path(str(job.get("standard_error") or ""), job),
-            time_limit_minutes=_number(job.get("time_limit")),
-        )
+        exit_code, signal = _exit_v0040(job.get("exit_code")) if state in TERMINAL_STATES else (None, None)
+        start = _epoch(job.get("start_time")) if state != JobState.PENDING else None  # pending: an estimate
+        return _build_job(job, state, exit_code, signal, start, _number(job.get("time_limit")))
     except (KeyError, TypeError, ValueError, IndexError) as e:
         raise SlurmParseError(f"unexpected v0.0.40+ job record: {e!r}") from e
 
