@@ -18,8 +18,8 @@ import time
 from dataclasses import fields
 from types import FrameType
 
-from converged_bridge.controller.__main__ import JsonFormatter
-from converged_bridge.controller.runner import Controller, ControllerSettings
+from converged_bridge.controller.__main__ import JsonFormatter, add_settings_arguments, settings_from_args
+from converged_bridge.controller.runner import Controller
 from converged_bridge.kube.access import KubeAccess, load_api_client
 from converged_bridge.kube.apply import KubeObjects
 from converged_daemon.leader import ElectionSettings, LeaderElector
@@ -73,11 +73,7 @@ class Daemon:
             )
             self._mirror_thread.start()
             if not self._args.no_controller:
-                settings = ControllerSettings(
-                    poll_interval=self._args.controller_poll_interval,
-                    log_dir=self._args.controller_log_dir,
-                    namespace=self._args.controller_namespace or None,
-                )
+                settings = settings_from_args(self._args, prefix="controller-")
                 self._controller = Controller(self._kube, settings)
                 self._controller.start()
 
@@ -119,12 +115,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, MirrorSettin
         "--health-port", type=int, default=8080, help="port of /healthz, /readyz, /metrics (0: any)"
     )
     parser.add_argument("--no-controller", action="store_true", help="run the mirror loop only")
-    parser.add_argument(
-        "--controller-poll-interval", type=float, default=2.0, help="controller: Slurm poll seconds"
-    )
-    parser.add_argument(
-        "--controller-log-dir", default="/tmp/converged", help="controller: default Slurm log dir"
-    )
+    add_settings_arguments(parser, prefix="controller-")
     for group, prefix in ((MirrorSettings, ""), (ElectionSettings, "lease-")):
         defaults = group()
         for f in fields(group):

@@ -29,31 +29,52 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc)
 
 
+SETTING_HELP = {
+    "poll_interval": "seconds between Slurm job listings (one query per cluster)",
+    "cluster_refresh": "seconds between re-reads of SlurmCluster objects",
+    "namespace": "watch only this namespace (default: all)",
+    "label_selector": "steps this controller drives (default: all but runs with an embedded controller)",
+    "log_dir": "directory for Slurm logs of steps without a workingDir",
+    "watch_timeout": "seconds a WATCH stays open before it is renewed",
+    "local_queue": "Kueue LocalQueue for Kubernetes-backed steps that name none",
+    "shared_paths": "comma-separated host directories mounted at the same path in every step pod",
+    "image_pull_policy": "imagePullPolicy of step containers (IfNotPresent, Never, Always)",
+}
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+    """One `--<prefix><field>` flag per ControllerSettings field (the daemon uses prefix "controller-")."""
+    defaults = ControllerSettings()
+    for f in fields(ControllerSettings):
+        default = getattr(defaults, f.name)
+        parser.add_argument(
+            f"--{prefix}{f.name.replace('_', '-')}",
+            dest=_dest(prefix, f.name),
+            type=type(default) if default is not None else str,
+            default=default,
+            help=SETTING_HELP[f.name],
+        )
+
+
+def settings_from_args(args: argparse.Namespace, prefix: str = "") -> ControllerSettings:
+    return ControllerSettings(
+        **{f.name: getattr(args, _dest(prefix, f.name)) for f in fields(ControllerSettings)}
+    )
+
+
+def _dest(prefix: str, name: str) -> str:
+    return prefix.replace("-", "_") + name
+
+
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, ControllerSettings]:
     parser = argparse.ArgumentParser(prog="converged-controller", description=__doc__)
     parser.add_argument(
         "--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)"
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    defaults = ControllerSettings()
-    helps = {
-        "poll_interval": "seconds between Slurm job listings (one query per cluster)",
-        "cluster_refresh": "seconds between re-reads of SlurmCluster objects",
-        "namespace": "watch only this namespace (default: all)",
-        "label_selector": "steps this controller drives (default: all but runs with an embedded controller)",
-        "log_dir": "directory for Slurm logs of steps without a workingDir",
-        "watch_timeout": "seconds a WATCH stays open before it is renewed",
-        "local_queue": "Kueue LocalQueue for Kubernetes-backed steps that name none",
-        "shared_paths": "comma-separated host directories mounted at the same path in every step pod",
-        "image_pull_policy": "imagePullPolicy of step containers (IfNotPresent, Never, Always)",
-    }
-    for f in fields(ControllerSettings):
-        default = getattr(defaults, f.name)
-        kind = type(default) if default is not None else str
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=default, help=helps[f.name])
+    add_settings_arguments(parser)
     args = parser.parse_args(argv)
-    settings = ControllerSettings(**{f.name: getattr(args, f.name) for f in fields(ControllerSettings)})
-    return args, settings
+    return args, settings_from_args(args)
 
 
 def main(argv: list[str] | None = None) -> int:
