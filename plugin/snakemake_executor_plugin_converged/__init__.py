@@ -86,6 +86,24 @@ class ExecutorSettings(ExecutorSettingsBase):
             "type": str,
         },
     )
+    slurm_image: str | None = field(
+        default=None,
+        metadata={
+            "help": "The image for steps routed to Slurm, when the Slurm side names it differently "
+            "(an Apptainer .sif file, docker://..., or with charliecloud an unpacked directory); a rule's "
+            "converged_slurm_image or converged_image resource overrides it. Default: --converged-image.",
+            "type": str,
+        },
+    )
+    shared_paths: str | None = field(
+        default=None,
+        metadata={
+            "help": "Embedded controller only: comma-separated host directories (the shared filesystem, "
+            "holding the workflow directory) mounted at the same path in every Kubernetes step pod. "
+            "A deployed controller has its own setting. Default: none.",
+            "type": str,
+        },
+    )
     controller: str = field(
         default="deployed",
         metadata={
@@ -142,13 +160,30 @@ class ExecutorSettings(ExecutorSettingsBase):
 
     def problems(self) -> list[str]:
         """Every problem with these settings at once."""
-        out = []
-        for name in ("poll_interval", "capacity_refresh", "cancel_timeout"):
-            if getattr(self, name) <= 0:
-                out.append(f"--converged-{name.replace('_', '-')} must be > 0")
-        for name in ("slurm_weight", "kueue_weight"):
-            if getattr(self, name) <= 0:
-                out.append(f"--converged-{name.replace('_', '-')} must be > 0")
+        out = [
+            f"--converged-{name.replace('_', '-')} must be > 0"
+            for name in (
+                "poll_interval",
+                "capacity_refresh",
+                "cancel_timeout",
+                "slurm_weight",
+                "kueue_weight",
+            )
+            if getattr(self, name) <= 0
+        ]
+        for name in ("image", "slurm_image"):
+            value = getattr(self, name)
+            if value is not None and (not value.strip() or value.startswith("-")):
+                out.append(f"--converged-{name.replace('_', '-')} must be a container image reference")
+        if self.shared_paths:
+            if self.controller != "embedded":
+                out.append(
+                    "--converged-shared-paths is for the embedded controller "
+                    "(a deployed controller mounts what its own --shared-paths names)"
+                )
+            relative = [p for p in self.shared_paths.split(",") if p and not p.startswith("/")]
+            if relative:
+                out.append(f"--converged-shared-paths must be absolute paths, not {', '.join(relative)}")
         return out
 
 
@@ -211,7 +246,7 @@ class Executor(RemoteExecutor):
             raise SystemExit(0)
         self.embedded = settings.controller == "embedded"
         if self.embedded:
-            self.session.start_controller(settings.poll_interval)
+            self.session.start_controller(settings.poll_interval, settings.shared_paths or "")
         self.next_seconds_between_status_checks = settings.poll_interval
         self.logger.info(f"converged: run {self.run_id} in namespace {self.namespace}")
 
@@ -223,6 +258,7 @@ class Executor(RemoteExecutor):
             threads=job_threads(job),
             default_backend=Preference(self.settings.default_backend),
             default_image=self.settings.image,
+            default_slurm_image=self.settings.slurm_image,
             default_local_queue=self.settings.local_queue,
         )
 
@@ -263,7 +299,8 @@ class Executor(RemoteExecutor):
         )
         # In an image the step's python is the image's; on a bare host, this one when software is shared.
         shared = SharedFSUsage.SOFTWARE_DEPLOYMENT in self.workflow.storage_settings.shared_fs_usage
-        self._python = "python3" if resources.image else (sys.executable if shared else "python3")
+        image = resources.image_for(decision.backend) if decision.backend else None
+        self._python = "python3" if image else (sys.executable if shared else "python3")
         try:
             command = self.format_job_exec(job)
         finally:

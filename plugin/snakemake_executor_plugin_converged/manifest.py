@@ -74,7 +74,7 @@ def build_step_manifest(facts: JobFacts, resources: StepResources, decision: Rou
                 backend=decision.backend,
                 route=Route(decision=decision.decision.value, reason=decision.reason[:1024]),
                 operator=decision.operator,
-                image=resources.image,
+                image=resources.image_for(decision.backend),
                 command=["/bin/sh", "-c", facts.command],
                 working_dir=facts.working_dir,
                 env=env,

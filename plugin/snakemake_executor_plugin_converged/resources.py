@@ -16,7 +16,7 @@ from typing import Any
 
 from snakemake_interface_common.exceptions import WorkflowError
 
-from converged_bridge.api.workflowstep import GPU_MODEL_PATTERN, SLURM_NAME_PATTERN, Operator
+from converged_bridge.api.workflowstep import GPU_MODEL_PATTERN, SLURM_NAME_PATTERN, Backend, Operator
 from converged_bridge.routing import Preference, StepRequest
 
 KNOWN = frozenset(
@@ -24,6 +24,7 @@ KNOWN = frozenset(
         "converged_backend",
         "converged_operator",
         "converged_image",
+        "converged_slurm_image",
         "converged_local_queue",
         "slurm_partition",
         "slurm_account",
@@ -55,6 +56,7 @@ class StepResources:
     preference: Preference = Preference.AUTO
     operator: Operator | None = None
     image: str | None = None
+    slurm_image: str | None = None  # the image as the Slurm side names it, when that differs
     local_queue: str | None = None  # a LocalQueue name in the run's namespace
     slurm_partition: str | None = None
     slurm_account: str | None = None
@@ -87,6 +89,10 @@ class StepResources:
             has_image=self.image is not None,
         )
 
+    def image_for(self, backend: Backend) -> str | None:
+        """The image the step runs in on `backend`."""
+        return (self.slurm_image or self.image) if backend == Backend.SLURM else self.image
+
     @property
     def shape(self) -> str:
         """The resource shape, for grouping steps in the plan."""
@@ -111,6 +117,7 @@ def parse_job_resources(
     threads: int,
     default_backend: Preference = Preference.AUTO,
     default_image: str | None = None,
+    default_slurm_image: str | None = None,
     default_local_queue: str | None = None,
 ) -> StepResources:
     """The converged resources of one job of `rule`; raises WorkflowError naming rule and resource."""
@@ -180,14 +187,23 @@ def parse_job_resources(
     mem_mb = integer("mem_mb", 1)
     if mem_mib is None and mem_mb is not None:
         mem_mib = math.ceil(mem_mb * 1_000_000 / 2**20)
-    image = resources.get("converged_image", default_image)
-    if image is not None and (not isinstance(image, str) or not image.strip() or image.startswith("-")):
-        raise fail("converged_image", "must be a container image reference")
+
+    def image_ref(name: str) -> str | None:
+        value = resources.get(name)
+        if value is not None and (not isinstance(value, str) or not value.strip() or value.startswith("-")):
+            raise fail(name, "must be a container image reference")
+        return value
+
+    # the most specific wins: the rule's Slurm image, the rule's image, then the run's Slurm image
+    image = image_ref("converged_image")
+    slurm_image = image_ref("converged_slurm_image") or image or default_slurm_image
+    image = image or default_image
     local_queue = name_like("converged_local_queue", _QUEUE_NAME, "a LocalQueue name") or default_local_queue
     return StepResources(
         preference=Preference(backend) if backend else default_backend,
         operator=operator,
         image=image,
+        slurm_image=slurm_image,
         local_queue=local_queue,
         slurm_partition=name_like("slurm_partition", _SLURM_NAME, "a Slurm partition name of [A-Za-z0-9_.-]"),
         slurm_account=name_like("slurm_account", _SLURM_NAME, "a Slurm account name of [A-Za-z0-9_.-]"),

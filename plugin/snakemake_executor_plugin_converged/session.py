@@ -65,8 +65,9 @@ class RunSession:
         return session
 
     # --- embedded controller ---
-    def start_controller(self, poll_interval: float) -> None:
-        """Run the WorkflowStep controller in this process, watching this namespace only."""
+    def start_controller(self, poll_interval: float, shared_paths: str = "") -> None:
+        """Run the WorkflowStep controller in this process, watching this namespace only; its step
+        pods mount `shared_paths` (comma-separated host directories) at the same path."""
         from converged_bridge.api.workflowstep import CONTROLLER_LABEL
         from converged_bridge.controller.runner import Controller, ControllerSettings
         from converged_bridge.kube.access import KubeAccess
@@ -76,6 +77,7 @@ class RunSession:
             poll_interval=poll_interval,
             cluster_refresh=10.0,
             namespace=self.namespace,
+            shared_paths=shared_paths,
             # only this run's steps: a deployed controller (or another run's) never drives them too
             label_selector=f"{CONTROLLER_LABEL}=embedded,{RUN_LABEL}={self.run_id}",
         )

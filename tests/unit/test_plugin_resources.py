@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from snakemake_interface_common.exceptions import WorkflowError
 
-from converged_bridge.api.workflowstep import Operator
+from converged_bridge.api.workflowstep import Backend, Operator
 from converged_bridge.routing import Preference
 from snakemake_executor_plugin_converged.resources import parse_job_resources
 
@@ -79,6 +79,17 @@ def test_settings_defaults_apply_and_rules_override_them() -> None:
     assert (r.preference, r.image) == (Preference.AUTO, "other")
 
 
+def test_the_most_specific_image_wins_per_backend() -> None:
+    run = {"default_image": "reg/step:1", "default_slurm_image": "/img/step"}
+    r = parse({}, **run)
+    assert (r.image_for(Backend.KUEUE), r.image_for(Backend.SLURM)) == ("reg/step:1", "/img/step")
+    r = parse({"converged_image": "reg/other:2"}, **run)  # the rule's image beats the run's Slurm image
+    assert (r.image_for(Backend.KUEUE), r.image_for(Backend.SLURM)) == ("reg/other:2", "reg/other:2")
+    r = parse({"converged_image": "reg/other:2", "converged_slurm_image": "/img/other.sif"}, **run)
+    assert (r.image_for(Backend.KUEUE), r.image_for(Backend.SLURM)) == ("reg/other:2", "/img/other.sif")
+    assert parse({}, default_image="reg/step:1").image_for(Backend.SLURM) == "reg/step:1"
+
+
 @pytest.mark.parametrize(
     ("resources", "message"),
     [
@@ -105,6 +116,7 @@ def test_settings_defaults_apply_and_rules_override_them() -> None:
         ({"qos": "hi\nlo"}, "resource qos='hi\\nlo': must be a Slurm QOS name"),
         ({"slurm_account": 7}, "resource slurm_account=7: must be a Slurm account name"),
         ({"converged_image": "--privileged"}, "converged_image='--privileged': must be a container image"),
+        ({"converged_slurm_image": ""}, "converged_slurm_image='': must be a container image"),
         ({"converged_local_queue": "Real Queue"}, "must be a LocalQueue name"),
         ({"cpus_per_task": 0}, "resource cpus_per_task=0: must be an integer >= 1"),
         ({"mem_mb": -5}, "resource mem_mb=-5: must be an integer >= 1"),

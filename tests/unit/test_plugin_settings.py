@@ -27,3 +27,15 @@ def test_one_storage_model_for_both_backends_a_shared_filesystem() -> None:
     assert common_settings.non_local_exec and not common_settings.implies_no_shared_fs
     assert not common_settings.job_deploy_sources and not common_settings.auto_deploy_default_storage_provider
     assert not common_settings.pass_envvar_declarations_to_cmd  # they go into the WorkflowStep's env
+
+
+def test_images_and_shared_paths_are_checked() -> None:
+    problems = ExecutorSettings(image="-x", slurm_image=" ", shared_paths="/shared,data").problems()
+    assert problems == [
+        "--converged-image must be a container image reference",
+        "--converged-slurm-image must be a container image reference",
+        "--converged-shared-paths is for the embedded controller "
+        "(a deployed controller mounts what its own --shared-paths names)",
+        "--converged-shared-paths must be absolute paths, not data",
+    ]
+    assert ExecutorSettings(controller="embedded", shared_paths="/shared,/scratch").problems() == []
