@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from converged_bridge.capacity_view import map_kueue_queue, map_operators, map_slurm_clusters
 from converged_bridge.errors import BackendError, PermanentBackendError
 from converged_bridge.routing import CapacityView, KueueQueueView
+from snakemake_executor_plugin_converged.status import is_settled
 
 if TYPE_CHECKING:
     from converged_bridge.controller.runner import Controller
@@ -138,14 +139,18 @@ class RunSession:
         return {o["metadata"]["name"]: o for o in self.steps.list_run_steps(self.namespace, self.run_id)}
 
     def cancel(self, timeout: float) -> list[str]:
-        """Delete the run's WorkflowSteps and wait (up to `timeout` s) until the controller has
-        cancelled their backend jobs and let them go. Returns the names still present."""
-        self.steps.delete_run_steps(self.namespace, self.run_id)
+        """Delete the run's unfinished WorkflowSteps and wait (up to `timeout` s) until the controller
+        has cancelled their backend jobs and let them go. Finished steps stay: they are the run's
+        record (`kubectl get workflowsteps`). Returns the names still present."""
+        doomed = [name for name, obj in self.read_steps().items() if not is_settled(obj)]
+        for name in doomed:
+            self.steps.delete_step(self.namespace, name)
         deadline = self._clock() + timeout
         remaining: list[str] | None = None
         while True:
             try:
-                remaining = sorted(self.read_steps())
+                present = self.read_steps()
+                remaining = sorted(name for name in doomed if name in present)
             except BackendError as e:
                 log.warning("checking the cancelled steps failed: %s", e)
             if remaining == [] or self._clock() >= deadline:

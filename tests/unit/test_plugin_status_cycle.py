@@ -18,6 +18,11 @@ class CountingSteps:
     def __init__(self, phases: dict[str, str]) -> None:
         self.phases = phases
         self.lists = 0
+        self.deleted: list[str] = []
+
+    def delete_step(self, namespace: str, name: str) -> None:
+        self.deleted.append(name)
+        self.phases.pop(name, None)  # as the controller does once the backend job is cancelled
 
     def list_run_steps(self, namespace: str, run_id: str) -> list[dict[str, Any]]:
         self.lists += 1
@@ -60,3 +65,13 @@ def test_one_list_per_cycle_for_1000_active_steps() -> None:
     assert [name for name, _ in failed] == ["sm-1-r-1", "sm-1-r-2"]
     assert "backend job c/2" in failed[0][1] and "was deleted before it finished" in failed[1][1]
     assert len(still) == 997
+
+
+def test_cancel_deletes_the_unfinished_steps_and_keeps_the_record_of_the_finished() -> None:
+    steps = CountingSteps(
+        {"sm-1-a-1": "Succeeded", "sm-1-b-2": "Running", "sm-1-c-3": "Queued", "sm-1-d-4": "Failed"}
+    )
+    session = RunSession(steps, namespace="team-a", run_id="sm-1")  # type: ignore[arg-type]
+    assert session.cancel(timeout=5) == []
+    assert steps.deleted == ["sm-1-b-2", "sm-1-c-3"]
+    assert sorted(steps.phases) == ["sm-1-a-1", "sm-1-d-4"]

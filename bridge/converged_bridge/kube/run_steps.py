@@ -7,10 +7,11 @@ Errors come out as converged_bridge.errors' transient/permanent BackendErrors.
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from typing import Any, cast
 
-from converged_bridge.kube.access import _translate
+from converged_bridge.kube.access import NotFound, _translate
 
 GROUP = "converged.dev"
 VERSION = "v1alpha1"
@@ -72,18 +73,19 @@ class RunSteps:
         )
         return list(doc.get("items", []))
 
-    def delete_run_steps(self, namespace: str, run_id: str) -> None:
-        """Delete every WorkflowStep of the run in one call; the controller then cancels their jobs."""
-        self._do(
-            "delete",
-            f"delete workflowsteps of run {run_id}",
-            self._custom.delete_collection_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            namespace,
-            STEPS,
-            label_selector=f"{RUN_LABEL}={run_id}",
-        )
+    def delete_step(self, namespace: str, name: str) -> None:
+        """Delete one WorkflowStep (gone already is fine); the controller then cancels its backend job."""
+        with contextlib.suppress(NotFound):
+            self._do(
+                "delete",
+                f"delete workflowstep {namespace}/{name}",
+                self._custom.delete_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                STEPS,
+                name,
+            )
 
     # --- capacity, read-only ---
     def list_slurm_clusters(self) -> list[dict[str, Any]]:
