@@ -4,11 +4,17 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CLUSTER := deploy/local/cluster
 
-.PHONY: up down status test check unit integration venv
+.PHONY: up example down status test check unit integration venv
 
-## make up: install what is missing, build/reuse the pinned binaries, start the local cluster, show it healthy
-up:
+## make up: install what is missing, build/reuse the pinned binaries, start the local cluster, show it
+## healthy, then run the main job: the hybrid example workflow (examples/hybrid) across Slurm and Kueue
+up: venv
 	$(CLUSTER) up
+	$(BIN)/python examples/hybrid/run.py
+
+## make example: run the hybrid example again on the running cluster (a fresh run directory each time)
+example: venv
+	$(BIN)/python examples/hybrid/run.py
 
 down:
 	$(CLUSTER) down
@@ -18,6 +24,7 @@ status:
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
+	$(PYTHON) -c 'import ensurepip' 2>/dev/null || { apt-get update -q && apt-get install -y -q python3-venv; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev,plugin]'

@@ -93,9 +93,8 @@ class StepResources:
         """The image the step runs in on `backend`."""
         return (self.slurm_image or self.image) if backend == Backend.SLURM else self.image
 
-    @property
-    def shape(self) -> str:
-        """The resource shape, for grouping steps in the plan."""
+    def shape(self, backend: Backend | None = None) -> str:
+        """The resource shape on `backend` (its image included), for grouping steps in the plan."""
         parts = [f"{self.cpus} cpu" + ("" if self.tasks == 1 else f" x {self.tasks} tasks")]
         if self.mem_mib:
             parts.append(f"{self.mem_mib} MiB")
@@ -105,8 +104,9 @@ class StepResources:
             parts.append(f"{self.nodes} nodes")
         if self.mpi:
             parts.append("mpi")
-        if self.image:
-            parts.append(f"image {self.image}")
+        image = self.image_for(backend) if backend else self.image
+        if image:
+            parts.append(f"image {image}")
         return ", ".join(parts)
 
 

@@ -80,7 +80,7 @@ def test_settings_defaults_apply_and_rules_override_them() -> None:
 
 
 def test_the_most_specific_image_wins_per_backend() -> None:
-    run = {"default_image": "reg/step:1", "default_slurm_image": "/img/step"}
+    run: dict[str, Any] = {"default_image": "reg/step:1", "default_slurm_image": "/img/step"}
     r = parse({}, **run)
     assert (r.image_for(Backend.KUEUE), r.image_for(Backend.SLURM)) == ("reg/step:1", "/img/step")
     r = parse({"converged_image": "reg/other:2"}, **run)  # the rule's image beats the run's Slurm image
@@ -141,7 +141,11 @@ def test_numbers_given_as_strings_are_accepted() -> None:
 
 
 def test_shape_names_what_distinguishes_steps() -> None:
-    assert parse({"mem_mb": 1000}).shape == "1 cpu, 954 MiB"
+    assert parse({"mem_mb": 1000}).shape() == "1 cpu, 954 MiB"
+    both = parse({}, default_image="reg/step:1", default_slurm_image="/img/step")
+    assert both.shape(Backend.SLURM) == "1 cpu, image /img/step"
+    assert both.shape(Backend.KUEUE) == "1 cpu, image reg/step:1"
     assert (
-        parse({"gpu": "a100:1", "tasks": 4, "mpi": 1}, threads=2).shape == "2 cpu x 4 tasks, 1 gpu a100, mpi"
+        parse({"gpu": "a100:1", "tasks": 4, "mpi": 1}, threads=2).shape()
+        == "2 cpu x 4 tasks, 1 gpu a100, mpi"
     )
