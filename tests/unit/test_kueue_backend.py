@@ -86,7 +86,8 @@ def test_job_is_suspended_queued_owned_and_runs_once() -> None:
     assert pod["restartPolicy"] == "Never"
     container = pod["containers"][0]
     assert container["command"] == ["python3", "-c", "print('hi')", "$(touch x)"]  # argv: no shell
-    assert container["resources"]["requests"] == {"cpu": "2", "memory": "512Mi"}
+    # requests only: the quota and the scheduler count them; no memory limit kills the snakemake wrapper
+    assert container["resources"] == {"requests": {"cpu": "2", "memory": "512Mi"}}
     assert container["volumeMounts"] == [{"name": "shared-0", "mountPath": "/shared"}]
     assert pod["volumes"][0]["hostPath"] == {"path": "/shared", "type": "Directory"}
 
@@ -94,7 +95,9 @@ def test_job_is_suspended_queued_owned_and_runs_once() -> None:
 def test_gpu_step_requests_gpus_and_selects_the_model() -> None:
     job = build_operator_object(make_step(resources={"gpus": 2, "gpuModel": "a100"}), SITE).body
     pod = job["spec"]["template"]["spec"]
-    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    # extended resources need limit == request; cpu and memory stay request-only
+    assert pod["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "2"}
+    assert pod["containers"][0]["resources"]["requests"]["nvidia.com/gpu"] == "2"
     assert pod["nodeSelector"] == {"converged.dev/gpu-model": "a100"}
 
 

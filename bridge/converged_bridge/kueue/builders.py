@@ -99,13 +99,18 @@ def build_owner_reference(step: WorkflowStep) -> dict[str, Any]:
 
 
 def build_resources(step: WorkflowStep) -> dict[str, Any]:
+    """Requests from the step's resources (what Kueue's quota and the scheduler count). Limits only for
+    GPUs, which need them: like Slurm without memory enforcement and snakemake's Kubernetes executor,
+    a step is not killed for the snakemake wrapper's own memory; a namespace LimitRange can cap it."""
     r = step.spec.resources
     requests: dict[str, str] = {"cpu": str(r.cpus)}
     if r.mem_mib is not None:
         requests["memory"] = f"{r.mem_mib}Mi"
+    resources: dict[str, Any] = {"requests": requests}
     if r.gpus:
         requests[GPU_RESOURCE] = str(r.gpus)
-    return {"requests": dict(requests), "limits": dict(requests)}
+        resources["limits"] = {GPU_RESOURCE: str(r.gpus)}
+    return resources
 
 
 def build_container(step: WorkflowStep, site: KueueSite, name: str = "step") -> dict[str, Any]:
