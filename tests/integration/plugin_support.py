@@ -10,14 +10,60 @@ import pwd
 import shutil
 import subprocess
 import sys
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tests.integration.conftest import kubectl, slurm_cluster
+from tests.integration.conftest import apply, kubectl, slurm_cluster
 
 PLUGIN_CLUSTER = "converged-plugin"
+PLUGIN_NS = "team-a"  # its Slurm user is alice
+REAL_QUEUE = "real"  # LocalQueue in PLUGIN_NS on the ClusterQueue of the real kubelet node
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+
+def apply_plugin_queue(env: dict[str, str]) -> str:
+    """LocalQueue `real` in the plugin tests' namespace: Kubernetes steps run on the real node."""
+    apply(
+        env,
+        {
+            "apiVersion": "kueue.x-k8s.io/v1beta1",
+            "kind": "LocalQueue",
+            "metadata": {"name": REAL_QUEUE, "namespace": PLUGIN_NS},
+            "spec": {"clusterQueue": REAL_QUEUE},
+        },
+    )
+    return REAL_QUEUE
+
+
+def new_flow_dir(env: dict[str, str], kind: str) -> Path:
+    """A fresh workflow directory on the shared filesystem, open to the step users."""
+    path = Path(env["CONVERGED_SHARED_DIR"]) / kind / uuid.uuid4().hex[:8]
+    path.mkdir(parents=True)
+    path.parent.chmod(0o1777)
+    path.chmod(0o1777)
+    return path
+
+
+def run_snakemake(
+    env: dict[str, str], workdir: Path, *args: str, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """snakemake in `workdir` with umask 0 (the steps run as other users and write into .snakemake)."""
+    return subprocess.run(
+        [SNAKEMAKE, *args],
+        cwd=workdir,
+        env={**os.environ, "KUBECONFIG": env["KUBECONFIG"]},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=lambda: os.umask(0),
+    )
+
+
+def run_steps(env: dict[str, str], run_id: str, namespace: str = PLUGIN_NS) -> list[dict[str, Any]]:
+    out = kubectl(env, "get", "wfs", "-n", namespace, "-l", f"converged.dev/run={run_id}", "-o", "json")
+    return list(json.loads(out)["items"])
 
 
 def parse_minutes(limit: str) -> int | None:

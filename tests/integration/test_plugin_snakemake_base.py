@@ -1,5 +1,6 @@
-"""Issue 7 acceptance 1: snakemake's own executor-plugin test base with `--executor converged`, routed
-to Slurm (the step image through charliecloud, as alice; embedded controller).
+"""Issue 7 acceptance 1: snakemake's own executor-plugin test base with `--executor converged`, once
+routed to Slurm (the step image through charliecloud, as alice) and once to Kueue (batch Jobs on the
+real kubelet node through LocalQueue `real`, the shared directory mounted), with the embedded controller.
 
 The base runs snakemake in this process on `tmp_path`; here tmp_path is a fresh directory on the shared
 filesystem (the steps run as another user on the Slurm nodes), and the umask is 0 while it runs so
@@ -17,7 +18,7 @@ import pytest
 import snakemake.common.tests
 
 from snakemake_executor_plugin_converged import ExecutorSettings
-from tests.integration.plugin_support import apply_plugin_cluster
+from tests.integration.plugin_support import PLUGIN_NS, REAL_QUEUE, apply_plugin_cluster, apply_plugin_queue
 
 pytestmark = pytest.mark.integration
 
@@ -25,8 +26,10 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def tmp_path(slurm_identities: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     apply_plugin_cluster(slurm_identities)
+    apply_plugin_queue(slurm_identities)
     monkeypatch.setenv("KUBECONFIG", slurm_identities["KUBECONFIG"])
-    monkeypatch.setenv("CONVERGED_TEST_IMAGE", slurm_identities["CONVERGED_STEP_IMAGE_DIR"])
+    for name in ("CONVERGED_STEP_IMAGE_DIR", "CONVERGED_STEP_IMAGE", "CONVERGED_SHARED_DIR"):
+        monkeypatch.setenv(name, slurm_identities[name])
     path = Path(slurm_identities["CONVERGED_SHARED_DIR"]) / "plugin-base" / uuid.uuid4().hex[:8]
     path.mkdir(parents=True)
     path.parent.chmod(0o1777)
@@ -54,10 +57,25 @@ class TestWorkflowsOnSlurm(snakemake.common.tests.TestWorkflowsLocalStorageBase)
 
     def get_executor_settings(self) -> ExecutorSettings:
         return ExecutorSettings(
-            namespace="team-a",
+            namespace=PLUGIN_NS,
             default_backend="slurm",
             slurm_cluster="converged-plugin",
             controller="embedded",
-            image=os.environ["CONVERGED_TEST_IMAGE"],
+            image=os.environ["CONVERGED_STEP_IMAGE_DIR"],
+            poll_interval=1.0,
+        )
+
+
+class TestWorkflowsOnKueue(TestWorkflowsOnSlurm):
+    __test__ = True
+
+    def get_executor_settings(self) -> ExecutorSettings:
+        return ExecutorSettings(
+            namespace=PLUGIN_NS,
+            default_backend="kueue",
+            local_queue=REAL_QUEUE,
+            controller="embedded",
+            image=os.environ["CONVERGED_STEP_IMAGE"],
+            shared_paths=os.environ["CONVERGED_SHARED_DIR"],
             poll_interval=1.0,
         )
