@@ -51,7 +51,8 @@ class DaemonProcess:
         self._env, self._kubeconfig = env, kubeconfig or env["KUBECONFIG"]
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, *extra: str) -> DaemonProcess:
+    def start(self, *extra: str, controller: bool = False) -> DaemonProcess:
+        """Start it; with `controller`, the hosted WorkflowStep controller runs too (flags in `extra`)."""
         out = open(self.log, "ab")  # noqa: SIM115 - handed to the child process
         self.proc = subprocess.Popen(
             [
@@ -70,7 +71,7 @@ class DaemonProcess:
                 f"--lease-seconds={LEASE_SECONDS}",
                 "--lease-renew-deadline=4",
                 "--lease-retry-period=1",
-                "--no-controller",
+                *([] if controller else ["--no-controller"]),
                 "--log-level=debug",
                 *extra,
             ],

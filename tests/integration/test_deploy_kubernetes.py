@@ -11,6 +11,7 @@ end; the CRDs and the namespace stay.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -190,6 +191,89 @@ def test_daemon_mirrors_and_leads_with_only_its_service_account(rbac: dict[str, 
         assert "forbidden" not in proc.log.read_text().lower(), proc.log.read_text()[-3000:]
     finally:
         proc.stop()
+        delete(env, "slurmcluster", CLUSTER)
+        for n in NODES:
+            delete(env, "node", n)
+            delete(env, "resourceflavor", n)
+        delete(env, "clusterqueue", QUEUE)
+        delete(env, "lease", LEASE, SYSTEM_NS)
+
+
+def test_hosted_controller_drives_steps_on_both_backends_with_only_its_service_account(
+    rbac: dict[str, str], tmp_path: Path, workdir: Path
+) -> None:
+    """The daemon's own controller (not --no-controller), under the ServiceAccount's token: a Slurm step
+    (submitted as alice for team-a, through the SlurmCluster the daemon mirrors) and a Kueue Job step (on
+    the kwok nodes) both succeed, and deleting them goes through the finalizer the controller removes."""
+    env = rbac
+    token = kubectl(env, "create", "token", "converged-daemon", f"--namespace={SYSTEM_NS}", "--duration=1h")
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", token.strip())
+    selector = f"converged.dev/test=daemon-sa-{uuid.uuid4().hex[:6]}"  # only this test's steps
+    key, _, value = selector.partition("=")
+    delete(env, "lease", LEASE, SYSTEM_NS)
+    apply(
+        env,
+        slurm_cluster(CLUSTER, env),
+        {
+            "apiVersion": "kueue.x-k8s.io/v1beta1",
+            "kind": "LocalQueue",
+            "metadata": {"name": "default", "namespace": "team-a"},
+            "spec": {"clusterQueue": "default"},
+        },
+    )
+    common = {"command": ["true"], "resources": {"cpus": 1, "memMiB": 64, "runtimeMinutes": 5}}
+    steps = {
+        "sa-slurm": {
+            **common,
+            "workflow": {"runId": "daemon-sa", "rule": "slurm", "jobId": 1},
+            "backend": "slurm",
+            "slurm": {"cluster": CLUSTER, "partition": "cpu"},
+            "workingDir": str(workdir),
+        },
+        "sa-kueue": {
+            **common,
+            "workflow": {"runId": "daemon-sa", "rule": "kueue", "jobId": 2},
+            "backend": "kueue",
+            "kueue": {"localQueue": "default"},
+            "image": "registry.invalid/converged/never-pulled-on-kwok:1",
+        },
+    }
+    manifests = [
+        {
+            "apiVersion": "converged.dev/v1alpha1",
+            "kind": "WorkflowStep",
+            "metadata": {"name": f"{name}-{value[-6:]}", "namespace": "team-a", "labels": {key: value}},
+            "spec": spec,
+        }
+        for name, spec in steps.items()
+    ]
+    proc = DaemonProcess(env, tmp_path / "daemon.log", LEASE, kubeconfig=str(kubeconfig))
+    try:
+        proc.start(
+            f"--clusters={CLUSTER}",
+            f"--controller-label-selector={selector}",
+            "--controller-poll-interval=1",
+            "--controller-cluster-refresh=2",
+            controller=True,
+        )
+        eventually("the daemon leading", lambda: proc.metric("converged_daemon_leader") == 1, timeout=60)
+        apply(env, *manifests)
+
+        def phases() -> dict[str, str]:
+            out = get_json(env, "wfs", "-n", "team-a", "-l", selector)["items"]
+            return {o["spec"]["backend"]: o.get("status", {}).get("phase", "") for o in out}
+
+        eventually(
+            "both steps succeeded", lambda: phases() == {"slurm": "Succeeded", "kueue": "Succeeded"}, 120
+        )
+        kubectl(env, "delete", "wfs", "-n", "team-a", "-l", selector, "--wait=false")
+        eventually("the steps deleted through the finalizer", lambda: phases() == {}, timeout=60)
+        text = proc.log.read_text()
+        assert "forbidden" not in text.lower(), text[-3000:]
+        assert proc.metric("converged_daemon_kube_write_errors_total") == 0, text[-3000:]
+    finally:
+        proc.stop()
+        kubectl(env, "delete", "wfs", "-n", "team-a", "-l", selector, "--wait=false", check=False)
         delete(env, "slurmcluster", CLUSTER)
         for n in NODES:
             delete(env, "node", n)
