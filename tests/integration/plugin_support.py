@@ -8,19 +8,62 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import sys
+import textwrap
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from tests.integration.conftest import apply, kubectl, slurm_cluster
+from tests.integration.conftest import apply, eventually, kubectl, slurm_cluster
 
+T = TypeVar("T")
 PLUGIN_CLUSTER = "converged-plugin"
 PLUGIN_NS = "team-a"  # its Slurm user is alice
 REAL_QUEUE = "real"  # LocalQueue in PLUGIN_NS on the ClusterQueue of the real kubelet node
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+# three independent steps that would run for ten minutes: for cancellation tests
+SLEEPERS = textwrap.dedent(
+    """
+    rule all:
+        input: expand("slept/{i}.txt", i=range(3))
+
+    rule sleep:
+        output: "slept/{i}.txt"
+        resources: mem_mb=100, runtime=10
+        shell: "sleep 600 && touch {output}"
+    """
+)
+
+
+def interrupt_when(
+    env: dict[str, str], workdir: Path, args: list[str], what: str, ready: Callable[[], T | None]
+) -> tuple[T, str]:
+    """Run snakemake in `workdir` until `ready()` gives a value, then Ctrl-C it (SIGINT) and wait for
+    it to exit. Returns that value and snakemake's output."""
+    log = workdir / "snakemake.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [SNAKEMAKE, *args],
+            cwd=workdir,
+            env={**os.environ, "KUBECONFIG": env["KUBECONFIG"]},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=lambda: os.umask(0),
+        )
+    try:
+        value = eventually(what, ready, timeout=180)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    return value, log.read_text()
 
 
 def apply_plugin_queue(env: dict[str, str]) -> str:

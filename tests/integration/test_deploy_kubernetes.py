@@ -99,6 +99,16 @@ def rbac(slurm_identities: dict[str, str]) -> Iterator[dict[str, str]]:
             delete(env, o["kind"], o["metadata"]["name"], o["metadata"].get("namespace"))
 
 
+def remove_mirrored(env: dict[str, str]) -> None:
+    """The test's SlurmCluster, what the daemon mirrored of it, and the leader Lease."""
+    delete(env, "slurmcluster", CLUSTER)
+    for n in NODES:
+        delete(env, "node", n)
+        delete(env, "resourceflavor", n)
+    delete(env, "clusterqueue", QUEUE)
+    delete(env, "lease", LEASE, SYSTEM_NS)
+
+
 def write_kubeconfig(path: Path, token: str) -> Path:
     doc = {
         "apiVersion": "v1",
@@ -191,12 +201,7 @@ def test_daemon_mirrors_and_leads_with_only_its_service_account(rbac: dict[str, 
         assert "forbidden" not in proc.log.read_text().lower(), proc.log.read_text()[-3000:]
     finally:
         proc.stop()
-        delete(env, "slurmcluster", CLUSTER)
-        for n in NODES:
-            delete(env, "node", n)
-            delete(env, "resourceflavor", n)
-        delete(env, "clusterqueue", QUEUE)
-        delete(env, "lease", LEASE, SYSTEM_NS)
+        remove_mirrored(env)
 
 
 def test_hosted_controller_drives_steps_on_both_backends_with_only_its_service_account(
@@ -274,9 +279,4 @@ def test_hosted_controller_drives_steps_on_both_backends_with_only_its_service_a
     finally:
         proc.stop()
         kubectl(env, "delete", "wfs", "-n", "team-a", "-l", selector, "--wait=false", check=False)
-        delete(env, "slurmcluster", CLUSTER)
-        for n in NODES:
-            delete(env, "node", n)
-            delete(env, "resourceflavor", n)
-        delete(env, "clusterqueue", QUEUE)
-        delete(env, "lease", LEASE, SYSTEM_NS)
+        remove_mirrored(env)

@@ -11,22 +11,19 @@ two of the three steps and kept one queued).
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import textwrap
 import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.integration.conftest import eventually, kubectl
 from tests.integration.plugin_support import (
     PLUGIN_NS,
-    SNAKEMAKE,
+    SLEEPERS,
     apply_plugin_cluster,
     apply_plugin_queue,
+    interrupt_when,
     new_flow_dir,
     run_snakemake,
     run_steps,
@@ -49,18 +46,6 @@ FAN_IN = textwrap.dedent(
         output: "combined.txt"
         resources: mem_mb=100, runtime=5
         shell: "cat {input} > {output}"
-    """
-)
-
-SLEEPERS = textwrap.dedent(
-    """
-    rule all:
-        input: expand("slept/{i}.txt", i=range(3))
-
-    rule sleep:
-        output: "slept/{i}.txt"
-        resources: mem_mb=100, runtime=10
-        shell: "sleep 600 && touch {output}"
     """
 )
 
@@ -160,34 +145,25 @@ def test_failing_step_reports_job_exit_code_and_log_tail(plugin_env: dict[str, s
 def test_ctrl_c_leaves_no_job_no_pod_and_no_workflowstep(plugin_env: dict[str, str], flow_dir: Path) -> None:
     (flow_dir / "Snakefile").write_text(SLEEPERS)
     run_id = f"sm-kqc-{uuid.uuid4().hex[:6]}"
-    log = flow_dir / "snakemake.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [SNAKEMAKE, *kueue_args(plugin_env, run_id)],
-            cwd=flow_dir,
-            env={**os.environ, "KUBECONFIG": plugin_env["KUBECONFIG"]},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            preexec_fn=lambda: os.umask(0),
+
+    def two_running_one_queued() -> list[str] | None:
+        steps = run_steps(plugin_env, run_id)
+        phases = sorted(s.get("status", {}).get("phase", "") for s in steps)
+        names = [s["metadata"]["name"] for s in steps]
+        # Kueue admitted two (2 CPUs of quota) and holds one; 3 Jobs and the 2 admitted ones' pods exist
+        return (
+            names
+            if phases == ["Queued", "Running", "Running"] and len(jobs_and_pods(plugin_env, names)) == 5
+            else None
         )
-    try:
 
-        def two_running_one_queued() -> list[str] | None:
-            steps: list[dict[str, Any]] = run_steps(plugin_env, run_id)
-            phases = sorted(s.get("status", {}).get("phase", "") for s in steps)
-            return (
-                [s["metadata"]["name"] for s in steps] if phases == ["Queued", "Running", "Running"] else None
-            )
-
-        names = eventually("two steps running, one queued by Kueue", two_running_one_queued, timeout=180)
-        assert len(jobs_and_pods(plugin_env, names)) == 5  # 3 Jobs, 2 pods
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-    output = log.read_text()
+    names, output = interrupt_when(
+        plugin_env,
+        flow_dir,
+        kueue_args(plugin_env, run_id),
+        "two steps running, one queued",
+        two_running_one_queued,
+    )
     assert "its WorkflowSteps and backend jobs are gone" in output, output[-3000:]
     assert run_steps(plugin_env, run_id) == []
     eventually("the run's Jobs and pods gone", lambda: jobs_and_pods(plugin_env, names) == [], timeout=60)

@@ -11,20 +11,20 @@ GPU steps on the gpu partition by itself.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import eventually, kubectl
+from tests.integration.conftest import kubectl
 from tests.integration.plugin_support import (
+    SLEEPERS,
     SNAKEMAKE,
     apply_plugin_cluster,
+    interrupt_when,
     new_flow_dir,
     run_snakemake,
     run_steps,
@@ -57,18 +57,6 @@ HYBRID = textwrap.dedent(
         output: "combined.txt"
         resources: mem_mb=100, runtime=5
         shell: "cat {input} > {output}"
-    """
-)
-
-SLEEPERS = textwrap.dedent(
-    """
-    rule all:
-        input: expand("slept/{i}.txt", i=range(3))
-
-    rule sleep:
-        output: "slept/{i}.txt"
-        resources: mem_mb=100, runtime=10
-        shell: "sleep 600 && touch {output}"
     """
 )
 
@@ -182,33 +170,21 @@ def squeue_ids() -> set[int]:
 def test_ctrl_c_leaves_no_slurm_job_and_no_workflowstep(plugin_env: dict[str, str], flow_dir: Path) -> None:
     (flow_dir / "Snakefile").write_text(SLEEPERS)
     run_id = f"sm-int-{uuid.uuid4().hex[:6]}"
-    log = flow_dir / "snakemake.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [SNAKEMAKE, *converged_args(plugin_env, run_id)],
-            cwd=flow_dir,
-            env={**os.environ, "KUBECONFIG": plugin_env["KUBECONFIG"]},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            preexec_fn=lambda: os.umask(0),
-        )
-    try:
 
-        def submitted() -> list[int] | None:
-            steps = run_steps(plugin_env, run_id)
-            ids = [s.get("status", {}).get("backendRef", {}).get("jobId") for s in steps]
-            return ids if len(ids) == 3 and all(ids) else None  # queued or running on Slurm
+    def submitted_and_running() -> list[int] | None:
+        steps = run_steps(plugin_env, run_id)
+        ids = [s.get("status", {}).get("backendRef", {}).get("jobId") for s in steps]
+        phases = {s.get("status", {}).get("phase") for s in steps}
+        queued = squeue_ids()
+        return ids if len(ids) == 3 and all(i in queued for i in ids) and "Running" in phases else None
 
-        job_ids = eventually("3 sleeping steps submitted to Slurm", submitted, timeout=120)
-        time.sleep(2)  # let the steps' snakemake start where Slurm had room
-        assert set(job_ids) <= squeue_ids()
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-    output = log.read_text()
+    job_ids, output = interrupt_when(
+        plugin_env,
+        flow_dir,
+        converged_args(plugin_env, run_id),
+        "3 steps on Slurm, one running",
+        submitted_and_running,
+    )
     assert "cancelled run" in output and "its WorkflowSteps and backend jobs are gone" in output, output[
         -3000:
     ]
