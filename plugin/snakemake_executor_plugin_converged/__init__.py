@@ -353,6 +353,7 @@ class Executor(RemoteExecutor):
             name = str(job_info.external_jobid)
             outcome = map_step_outcome(name, steps.get(name))
             if outcome.state == State.SUCCEEDED:
+                self.logger.info(f"converged: {outcome.message}")
                 self.report_job_success(job_info)
             elif outcome.state == State.FAILED:
                 self.report_job_error(job_info, msg=outcome.message)

@@ -35,9 +35,7 @@ def map_step_outcome(name: str, obj: Mapping[str, Any] | None) -> StepOutcome:
     phase = status.get("phase")
     ref = (status.get("backendRef") or {}).get("display")
     log_path = status.get("logPath")
-    if phase == "Succeeded":
-        return StepOutcome(State.SUCCEEDED, f"{name} succeeded on {ref}", ref, log_path)
-    if phase not in ("Failed", "Cancelled"):
+    if phase not in ("Succeeded", "Failed", "Cancelled"):
         return StepOutcome(State.ACTIVE, str(phase or "Pending"), ref, log_path)
     parts = [f"WorkflowStep {name} {phase.lower()}"]
     if ref:
@@ -47,6 +45,10 @@ def map_step_outcome(name: str, obj: Mapping[str, Any] | None) -> StepOutcome:
     if status.get("reason"):
         parts.append(f"reason {status['reason']}")
     message = ", ".join(parts)
+    if phase == "Succeeded":
+        return StepOutcome(
+            State.SUCCEEDED, message + (f", log {log_path}" if log_path else ""), ref, log_path
+        )
     if status.get("message"):
         message += f": {status['message']}"
     if log_path:

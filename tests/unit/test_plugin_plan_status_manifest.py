@@ -161,8 +161,19 @@ def test_status_outcomes() -> None:
     assert "was deleted before it finished" in map_step_outcome("s1", None).message
     assert map_step_outcome("s1", {"status": {}}).state == State.ACTIVE
     assert map_step_outcome("s1", {"status": {"phase": "Running"}}).state == State.ACTIVE
-    ok = map_step_outcome("s1", {"status": {"phase": "Succeeded", "backendRef": {"display": "c/12"}}})
+    ok = map_step_outcome(
+        "s1",
+        {
+            "status": {
+                "phase": "Succeeded",
+                "backendRef": {"display": "c/12"},
+                "exitCode": 0,
+                "logPath": "/l/x.log",
+            }
+        },
+    )
     assert (ok.state, ok.backend_job) == (State.SUCCEEDED, "c/12")
+    assert ok.message == "WorkflowStep s1 succeeded, backend job c/12, exit code 0, log /l/x.log"
     failed = map_step_outcome(
         "s1",
         {

@@ -39,6 +39,9 @@ class Recorder:
     def warning(self, msg: str) -> None:
         self.lines.append(msg)
 
+    def info(self, msg: str) -> None:
+        self.lines.append(msg)
+
 
 def test_one_list_per_cycle_for_1000_active_steps() -> None:
     phases = {f"sm-1-r-{i}": "Running" for i in range(1000)}
@@ -62,6 +65,7 @@ def test_one_list_per_cycle_for_1000_active_steps() -> None:
     still = asyncio.run(cycle())
     assert steps.lists == 1
     assert succeeded == ["sm-1-r-0"]
+    assert executor.logger.lines == ["converged: WorkflowStep sm-1-r-0 succeeded, backend job c/1"]
     assert [name for name, _ in failed] == ["sm-1-r-1", "sm-1-r-2"]
     assert "backend job c/2" in failed[0][1] and "was deleted before it finished" in failed[1][1]
     assert len(still) == 997
