@@ -20,11 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,12 +81,69 @@ def wait_for_idle_slurm(limit: float = 900) -> None:
     raise SystemExit("the Slurm queue did not empty; figures would not be comparable")
 
 
-def run(argv: list[str], workdir: Path, env: dict[str, str], steps: int) -> tuple[float, int]:
+def slurm_times(job_ids: list[str]) -> list[tuple[float, float, float]]:
+    """(submit, start, end) epoch seconds of each job, from Slurm's accounting (1 s resolution)."""
+    out = subprocess.run(
+        ["sacct", "-n", "-X", "-P", "-o", "Submit,Start,End", "-j", ",".join(job_ids)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    times = []
+    for line in out.splitlines():
+        submit, start, end = (datetime.strptime(t, "%Y-%m-%dT%H:%M:%S").timestamp() for t in line.split("|"))
+        times.append((submit, start, end))
+    return times
+
+
+def median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+def breakdown(started: float, ended: float, jobs: list[tuple[float, float, float]]) -> str:
+    """Where the makespan went, from the jobs' Slurm times: first submission, queueing behind the 8
+    CPUs, the job itself, and from the last job's end to snakemake's exit."""
+    submits = sorted(j[0] for j in jobs)
+    return (
+        f"start -> first Slurm submit {submits[0] - started:.0f} s, last {submits[-1] - started:.0f} s; "
+        f"submit -> start median {median([j[1] - j[0] for j in jobs]):.0f} s; "
+        f"job run median {median([j[2] - j[1] for j in jobs]):.0f} s (Slurm's 1 s resolution); "
+        f"last job end -> snakemake exit {ended - max(j[2] for j in jobs):.1f} s"
+    )
+
+
+def converged_job_ids(env: dict[str, str], run_id: str) -> list[str]:
+    out = subprocess.run(
+        [
+            f"{env['CONVERGED_LOCAL_BIN']}/kubectl",
+            "get",
+            "wfs",
+            "-n",
+            "team-a",
+            "-l",
+            f"converged.dev/run={run_id}",
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **env},
+    ).stdout
+    return [str(o["status"]["backendRef"]["jobId"]) for o in json.loads(out)["items"]]
+
+
+def slurm_plugin_job_ids(log: str) -> list[str]:
+    return re.findall(r"SLURM jobid (\d+)", log)
+
+
+def run(argv: list[str], workdir: Path, env: dict[str, str], steps: int) -> tuple[float, float, float]:
+    """Run snakemake; returns its start and end (epoch seconds) and the makespan."""
     wait_for_idle_slurm()
     workdir.mkdir(parents=True)
     workdir.chmod(0o1777)
     (workdir / "Snakefile").write_text(SNAKEFILE.format(steps=steps))
-    started = time.monotonic()
+    started, wall = time.monotonic(), time.time()
     with open(workdir / "snakemake.log", "w") as log:
         cp = subprocess.run(
             argv,
@@ -100,7 +159,7 @@ def run(argv: list[str], workdir: Path, env: dict[str, str], steps: int) -> tupl
     if cp.returncode != 0 or done != steps:
         tail = (workdir / "snakemake.log").read_text()[-3000:]
         raise SystemExit(f"{argv[0]} failed (rc {cp.returncode}, {done}/{steps} outputs):\n{tail}")
-    return elapsed, done
+    return wall, wall + elapsed, elapsed
 
 
 def main() -> int:
@@ -122,6 +181,7 @@ def main() -> int:
     base.chmod(0o1777)
     run_env = {**os.environ, **env}
     jobs = str(args.steps)
+    run_id = f"sm-makespan-{uuid.uuid4().hex[:6]}"
 
     converged = [
         str(Path(sys.executable).with_name("snakemake")),
@@ -133,6 +193,7 @@ def main() -> int:
         "--converged-controller=embedded",
         f"--converged-image={env['CONVERGED_STEP_IMAGE_DIR']}",
         f"--converged-poll-interval={args.poll}",
+        f"--converged-run-id={run_id}",
     ]
     slurm_snakemake = ensure_slurm_plugin(args.slurm_venv)
     slurm = [
@@ -146,17 +207,22 @@ def main() -> int:
     ]
     slurm_env = {**run_env, "PATH": f"{args.slurm_venv / 'bin'}:{run_env['PATH']}"}
 
-    converged_s, _ = run(converged, base / "converged", run_env, args.steps)
+    c_start, c_end, converged_s = run(converged, base / "converged", run_env, args.steps)
     log = (base / "converged" / "snakemake.log").read_text()
     partitions = {p: log.count(f"slurm converged-plugin/{p} [") for p in ("cpu", "gpu")}
-    slurm_s, _ = run(slurm, base / "slurm", slurm_env, args.steps)
+    converged_parts = breakdown(c_start, c_end, slurm_times(converged_job_ids(env, run_id)))
+    s_start, s_end, slurm_s = run(slurm, base / "slurm", slurm_env, args.steps)
+    slurm_log = (base / "slurm" / "snakemake.log").read_text()
+    slurm_parts = breakdown(s_start, s_end, slurm_times(slurm_plugin_job_ids(slurm_log)))
     tuned = shlex.split(args.slurm_plugin_args)
-    tuned_s = run([*slurm, *tuned], base / "slurm-tuned", slurm_env, args.steps)[0] if tuned else None
+    tuned_s = run([*slurm, *tuned], base / "slurm-tuned", slurm_env, args.steps)[2] if tuned else None
     version = plugin_version(args.slurm_venv)
     print(f"fan-out of {args.steps} trivial steps on the local Slurm (partition cpu: 2 nodes, 8 CPUs)")
     print(f"converged (embedded controller, poll {args.poll:g} s): {converged_s:.1f} s")
     print(f"  converged steps per partition (the router's choice): {partitions}")
+    print(f"  {converged_parts}")
     print(f"snakemake-executor-plugin-slurm {version}, as shipped: {slurm_s:.1f} s")
+    print(f"  {slurm_parts}")
     print(f"ratio converged / slurm plugin as shipped: {converged_s / slurm_s:.2f} (target <= 0.5)")
     if tuned_s is not None:
         print(f"snakemake-executor-plugin-slurm {version} with {args.slurm_plugin_args}: {tuned_s:.1f} s")
