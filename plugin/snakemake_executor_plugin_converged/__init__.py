@@ -222,6 +222,7 @@ class Executor(RemoteExecutor):
             # there, so steps read the sources from the shared workflow directory instead.
             storage.shared_fs_usage = frozenset(storage.shared_fs_usage - {SharedFSUsage.SOURCE_CACHE})
         self._python: str | None = None
+        self._cancelling = False
         self._routed_on: CapacityView | None = None
         self._decisions: dict[StepRequest, RouteDecision] = {}
         from converged_bridge.kube.access import current_namespace
@@ -341,6 +342,10 @@ class Executor(RemoteExecutor):
     ) -> AsyncGenerator[SubmittedJobInfo, None]:
         if not active_jobs:
             return
+        if self._cancelling:  # the steps are being deleted on purpose: not failures to report
+            for job_info in active_jobs:
+                yield job_info
+            return
         async with self.status_rate_limiter:
             try:
                 steps = self.session.read_steps()  # one LIST for every active step of the run
@@ -361,6 +366,7 @@ class Executor(RemoteExecutor):
                 yield job_info
 
     def cancel_jobs(self, active_jobs: list[SubmittedJobInfo]) -> None:
+        self._cancelling = True
         try:
             remaining = self.session.cancel(self.settings.cancel_timeout)
         except BackendError as e:

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 from converged_bridge.capacity_view import map_kueue_queue, map_operators, map_slurm_clusters
 from converged_bridge.errors import BackendError, PermanentBackendError
 from converged_bridge.routing import CapacityView, KueueQueueView
-from snakemake_executor_plugin_converged.status import is_settled
 
 if TYPE_CHECKING:
     from converged_bridge.controller.runner import Controller
@@ -139,12 +138,10 @@ class RunSession:
         return {o["metadata"]["name"]: o for o in self.steps.list_run_steps(self.namespace, self.run_id)}
 
     def cancel(self, timeout: float) -> list[str]:
-        """Delete the run's unfinished WorkflowSteps and wait (up to `timeout` s) until the controller
-        has cancelled their backend jobs and let them go. Finished steps stay: they are the run's
-        record (`kubectl get workflowsteps`). Returns the names still present."""
-        doomed = [name for name, obj in self.read_steps().items() if not is_settled(obj)]
-        for name in doomed:
-            self.steps.delete_step(self.namespace, name)
+        """Delete the run's unfinished WorkflowSteps (one call) and wait (up to `timeout` s) until the
+        controller has cancelled their backend jobs and let them go. Finished steps stay: they are the
+        run's record (`kubectl get workflowsteps`). Returns the names of unfinished steps still present."""
+        doomed = self.steps.delete_unfinished_steps(self.namespace, self.run_id)
         deadline = self._clock() + timeout
         remaining: list[str] | None = None
         while True:

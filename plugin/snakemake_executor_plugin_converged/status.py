@@ -22,11 +22,6 @@ class StepOutcome:
     log_path: str | None = None
 
 
-def is_settled(obj: Mapping[str, Any]) -> bool:
-    """Whether the step has finished (succeeded, failed or cancelled): nothing left to cancel."""
-    return map_step_outcome("", obj).state != State.ACTIVE
-
-
 def map_step_outcome(name: str, obj: Mapping[str, Any] | None) -> StepOutcome:
     """Succeeded, failed (with backend job, exit code, reason, log path and tail) or still active."""
     if obj is None:

@@ -20,9 +20,14 @@ class CountingSteps:
         self.lists = 0
         self.deleted: list[str] = []
 
-    def delete_step(self, namespace: str, name: str) -> None:
-        self.deleted.append(name)
-        self.phases.pop(name, None)  # as the controller does once the backend job is cancelled
+    def delete_unfinished_steps(self, namespace: str, run_id: str) -> list[str]:
+        """What the API server does with the field selector on status.phase, and then the controller."""
+        self.deleted = [
+            n for n, phase in self.phases.items() if phase not in ("Succeeded", "Failed", "Cancelled")
+        ]
+        for name in self.deleted:
+            del self.phases[name]
+        return self.deleted
 
     def list_run_steps(self, namespace: str, run_id: str) -> list[dict[str, Any]]:
         self.lists += 1
@@ -50,6 +55,7 @@ def test_one_list_per_cycle_for_1000_active_steps() -> None:
     del phases["sm-1-r-2"]  # deleted behind snakemake's back
     steps = CountingSteps(phases)
     executor = Executor.__new__(Executor)
+    executor._cancelling = False
     executor.session = RunSession(steps, namespace="team-a", run_id="sm-1")  # type: ignore[arg-type]
     executor.status_rate_limiter = Throttler(rate_limit=10, period=1)
     executor.logger = Recorder()
@@ -69,6 +75,11 @@ def test_one_list_per_cycle_for_1000_active_steps() -> None:
     assert [name for name, _ in failed] == ["sm-1-r-1", "sm-1-r-2"]
     assert "backend job c/2" in failed[0][1] and "was deleted before it finished" in failed[1][1]
     assert len(still) == 997
+
+    # after Ctrl-C the run's steps are deleted on purpose: the cycle reads nothing and reports no failure
+    executor._cancelling = True
+    assert len(asyncio.run(cycle())) == 1000
+    assert steps.lists == 1 and [name for name, _ in failed] == ["sm-1-r-1", "sm-1-r-2"]
 
 
 def test_cancel_deletes_the_unfinished_steps_and_keeps_the_record_of_the_finished() -> None:

@@ -7,11 +7,10 @@ Errors come out as converged_bridge.errors' transient/permanent BackendErrors.
 
 from __future__ import annotations
 
-import contextlib
 from collections import Counter
 from typing import Any, cast
 
-from converged_bridge.kube.access import NotFound, _translate
+from converged_bridge.kube.access import _translate
 
 GROUP = "converged.dev"
 VERSION = "v1alpha1"
@@ -21,6 +20,7 @@ KUEUE_GROUP = "kueue.x-k8s.io"
 KUEUE_VERSION = "v1beta1"
 RUN_LABEL = "converged.dev/run"
 RULE_LABEL = "converged.dev/rule"
+FINISHED_PHASES = ("Succeeded", "Failed", "Cancelled")
 
 
 class RunSteps:
@@ -73,19 +73,22 @@ class RunSteps:
         )
         return list(doc.get("items", []))
 
-    def delete_step(self, namespace: str, name: str) -> None:
-        """Delete one WorkflowStep (gone already is fine); the controller then cancels its backend job."""
-        with contextlib.suppress(NotFound):
-            self._do(
-                "delete",
-                f"delete workflowstep {namespace}/{name}",
-                self._custom.delete_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                namespace,
-                STEPS,
-                name,
-            )
+    def delete_unfinished_steps(self, namespace: str, run_id: str) -> list[str]:
+        """Delete the run's steps that have not finished, in one call (the CRD makes status.phase
+        selectable); the controller then cancels their backend jobs. Finished steps stay as the record.
+        Returns the names of the steps deleted."""
+        doc = self._do(
+            "delete",
+            f"delete unfinished workflowsteps of run {run_id}",
+            self._custom.delete_collection_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            STEPS,
+            label_selector=f"{RUN_LABEL}={run_id}",
+            field_selector=",".join(f"status.phase!={phase}" for phase in FINISHED_PHASES),
+        )
+        return [o["metadata"]["name"] for o in doc.get("items", [])]
 
     # --- capacity, read-only ---
     def list_slurm_clusters(self) -> list[dict[str, Any]]:
