@@ -36,7 +36,8 @@ PAUSE_MTIME = 946684800  # 2000-01-01T00:00:00Z, every file of the pause image
 VARIANT = "minbase"
 MIRROR_ENV = "CONVERGED_DEBIAN_MIRROR"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
-PACKAGES = ["debootstrap", "gcc", "libc6-dev", "charliecloud-runtime"]
+# rsync: snakemake's fs storage provider runs it, in the step image and in the main snakemake process
+PACKAGES = ["debootstrap", "gcc", "libc6-dev", "charliecloud-runtime", "rsync"]
 STEP_ENV = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8")
 # what the image's pip may need from the host to reach PyPI (a proxy, a mirror, a private CA)
 PIP_PASSTHROUGH = (
