@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -30,7 +30,7 @@ from converged_daemon import names
 from converged_daemon.actions import Action, Apply, Delete, ObjectRef
 from converged_daemon.election import micro_time
 from converged_daemon.metrics import DaemonMetrics
-from converged_daemon.observed import group_observed, parse_status
+from converged_daemon.observed import ObservedObjects, group_observed, parse_status
 from converged_daemon.plan import PlanSettings, Reading, SlurmUnreachable, plan, plan_orphans
 
 log = logging.getLogger("converged.daemon.mirror")
@@ -137,13 +137,16 @@ class Mirror:
                 "kueue.x-k8s.io", "v1beta1", "clusterqueues", label_selector=names.MANAGED_SELECTOR
             ),
         )
-        for objects in observed.by_cluster.values():
-            for name, node in objects.nodes.items():
-                self._node_uids[name] = str(node["metadata"].get("uid", ""))
+        served = [
+            str(c["metadata"]["name"])
+            for c in clusters
+            if not self.settings.clusters or c["metadata"]["name"] in self.settings.clusters
+        ]
+        self._track_nodes(observed, served)
         refresh = self.cycles % max(1, self.settings.partition_refresh_cycles) == 0
         for obj in clusters:
             name = str(obj["metadata"]["name"])
-            if self.settings.clusters and name not in self.settings.clusters:
+            if name not in served:
                 continue
             try:
                 spec = SlurmClusterSpec.model_validate(obj.get("spec") or {})
@@ -179,6 +182,23 @@ class Mirror:
         self._metrics.cycles.inc()
         self._metrics.cycle_seconds.observe(self.last_cycle_end - started)
         return report
+
+    def _track_nodes(self, observed: ObservedObjects, served: Collection[str]) -> None:
+        """The Nodes whose Lease this daemon renews: those of the clusters it serves, as listed now.
+
+        A Node of another daemon's cluster is never kept alive from here, and a Node deleted behind our
+        back is forgotten (its Lease would name an owner that is gone, for the garbage collector)."""
+        uids = {
+            name: str(node["metadata"].get("uid", ""))
+            for cluster in served
+            for name, node in observed.cluster(names.label_value(cluster)).nodes.items()
+        }
+        for gone in set(self._node_uids) - set(uids):
+            self._renewed.pop(gone, None)
+        for name, uid in uids.items():
+            if self._node_uids.get(name) != uid:  # recreated: its Lease is renewed at once
+                self._renewed.pop(name, None)
+        self._node_uids = uids
 
     def _read_slurm(self, name: str, spec: SlurmClusterSpec, refresh: bool) -> Reading:
         try:
@@ -224,8 +244,10 @@ class Mirror:
             try:
                 if isinstance(action, Apply):
                     result = self._apply(ref, action)
-                    if ref.plural == "nodes":
-                        self._node_uids[ref.name] = str(result.get("metadata", {}).get("uid", ""))
+                    uid = str(result.get("metadata", {}).get("uid", ""))
+                    if ref.plural == "nodes" and self._node_uids.get(ref.name) != uid:
+                        self._node_uids[ref.name] = uid  # created (or recreated) now
+                        self._renewed.pop(ref.name, None)
                     report.writes.append(
                         f"apply{'/' + action.subresource if action.subresource else ''} {ref}"
                     )

@@ -179,6 +179,9 @@ def daemon(
     lease = f"converged-daemon-test-{uuid.uuid4().hex[:6]}"
     proc = DaemonProcess(slurm_identities, tmp_path_factory.mktemp("daemon") / "daemon.log", lease).start()
     eventually("the daemon leading", lambda: proc.metric("converged_daemon_leader") == 1, timeout=60)
+    # Nodes, flavors and the queue may be left from an earlier run (NotReady since its daemon stopped):
+    # everything below holds only once this daemon has seen and corrected them
+    eventually("a first cycle", lambda: proc.metric("converged_daemon_cycles_total") >= 1, timeout=60)
     eventually(
         "both virtual nodes",
         lambda: (
@@ -216,7 +219,8 @@ def test_virtual_nodes_flavors_and_queue_match_sinfo(
     assert gpu["status"]["capacity"]["converged.dev/gpu-a100"] == "2"
     assert gpu["status"]["capacity"]["pods"] == "0"
     assert gpu["metadata"]["labels"]["converged.dev/slurm-partition"] == "gpu"
-    assert ready(gpu)["status"] == "True"
+    # an earlier run's Node was marked Unknown by the node-lifecycle controller; this daemon restores it
+    eventually("the gpu node Ready", lambda: ready(node(env, GPU))["status"] == "True", timeout=30)
     # only our taint: the node-lifecycle controller (which taints a node whose heartbeat stopped) is content
     eventually(
         "no taint but converged's",
@@ -274,14 +278,24 @@ def test_unchanged_cycles_write_nothing_but_heartbeats(
     daemon: DaemonProcess, slurm_identities: dict[str, str]
 ) -> None:
     env = slurm_identities
-    versions = {n: node(env, n)["metadata"]["resourceVersion"] for n in (CPU, GPU)}
+
+    def node_versions() -> dict[str, str]:
+        return {n: node(env, n)["metadata"]["resourceVersion"] for n in (CPU, GPU)}
+
+    def one_quiet_cycle() -> bool:  # recovery from an earlier run's leftovers is over
+        before, cycles = node_versions(), daemon.metric("converged_daemon_cycles_total")
+        eventually("a cycle", lambda: daemon.metric("converged_daemon_cycles_total") > cycles, timeout=30)
+        return node_versions() == before
+
+    eventually("a cycle that writes no Node", one_quiet_cycle, timeout=90)
+    versions = node_versions()
     flavors = {n: get_json(env, "resourceflavor", n)["metadata"]["resourceVersion"] for n in (CPU, GPU)}
     cycles = daemon.metric("converged_daemon_cycles_total")
     node_writes = daemon.metric('converged_daemon_kube_writes_total{action="apply-nodes"}')
     eventually(
         "three cycles", lambda: daemon.metric("converged_daemon_cycles_total") >= cycles + 3, timeout=30
     )
-    assert {n: node(env, n)["metadata"]["resourceVersion"] for n in (CPU, GPU)} == versions
+    assert node_versions() == versions
     assert {
         n: get_json(env, "resourceflavor", n)["metadata"]["resourceVersion"] for n in (CPU, GPU)
     } == flavors
