@@ -13,14 +13,20 @@
 An explicit backend (`converged_backend`) or partition wins when feasible; when it is not, the
 decision is a refusal naming the constraint. Every decision carries a one-line reason.
 
+A snapshot does not know the steps routed since it was read: `charge` counts a placed step against it
+(idle CPUs, GPUs or free quota while they last, then one more queued job), and `route_batch` routes a
+burst charging each step as it is placed, so equal steps fill their best target and then spread to the
+next instead of herding onto the first.
+
 A SlurmCluster whose status the resource daemon has not written yet has unknown capacity: its default
 (or the requested) partition is accepted unverified, and the reason says so.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
@@ -153,6 +159,14 @@ class RouteDecision:
     local_queue: str | None = None
     expected_wait_seconds: float | None = None
 
+    def same_target(self, other: RouteDecision) -> bool:
+        return (self.backend, self.slurm_cluster, self.slurm_partition, self.local_queue) == (
+            other.backend,
+            other.slurm_cluster,
+            other.slurm_partition,
+            other.local_queue,
+        )
+
     @property
     def target(self) -> str:
         """`cluster/partition` on Slurm, `namespace/localqueue` on Kueue, `-` for a refusal."""
@@ -173,37 +187,104 @@ _Candidate = tuple[_Key, Backend, Any, Any, float | None, Operator]
 _Refusal = tuple[str, str, tuple[Any, ...]]
 
 
+def route(request: StepRequest, capacity: CapacityView, weights: SiteWeights) -> RouteDecision:
+    """The backend and target for `request`, or a refusal; see the module docstring."""
+    candidates, refusals = _candidates(request, capacity, weights)
+    candidates.sort(key=lambda c: c[0])
+    return _choose(request, candidates, refusals, weights)
+
+
 def route_batch(
     requests: Sequence[StepRequest], capacity: CapacityView, weights: SiteWeights
 ) -> list[RouteDecision]:
-    """`route` for each of `requests` against one snapshot; equal requests are decided once (a pure
-    function of the same inputs gives the same answer), so a round of ready steps costs one `route`
-    per distinct resource shape."""
-    decided: dict[StepRequest, RouteDecision] = {}
+    """`route` for each of `requests` in order, each placed step charged against the snapshot (see
+    `charge`), so a burst of equal steps spreads once its first target fills instead of herding there.
+
+    Hard constraints depend on totals only, so each distinct request is checked once; after that only
+    the waits of its candidates move, and only where a step was placed. Equal requests sent to the
+    same target with the same expected wait share one decision (and its reason)."""
+    batch = _Batch(capacity, weights)
+    shapes: dict[StepRequest, _Shape] = {}
     out = []
     for request in requests:
-        decision = decided.get(request)
-        if decision is None:
-            decision = decided[request] = route(request, capacity, weights)
+        shape = shapes.get(request)
+        if shape is None:
+            shape = shapes[request] = _Shape(request, batch)
+        decision = shape.best(batch)
         out.append(decision)
+        batch.place(request, decision)
     return out
 
 
-def route(request: StepRequest, capacity: CapacityView, weights: SiteWeights) -> RouteDecision:
-    """The backend and target for `request`, or a refusal; see the module docstring."""
+def charge(
+    capacity: CapacityView, request: StepRequest, decision: RouteDecision, count: int = 1
+) -> CapacityView:
+    """`capacity` with `count` steps like `request` placed where `decision` sends them: on idle capacity
+    (or free quota) while it lasts, the rest queued behind the pending work. Pure; a refusal or an
+    unverified decision changes nothing."""
+    if decision.expected_wait_seconds is None or count <= 0:
+        return capacity
+    if decision.backend == Backend.SLURM:
+        clusters = tuple(
+            replace(
+                c,
+                partitions=tuple(
+                    _charge_partition(p, request, count) if p.name == decision.slurm_partition else p
+                    for p in c.partitions
+                ),
+            )
+            if c.name == decision.slurm_cluster and c.partitions is not None
+            else c
+            for c in capacity.slurm
+        )
+        return replace(capacity, slurm=clusters)
+    queues = tuple(
+        _charge_queue(q, request, count) if q.local_queue == decision.local_queue else q
+        for q in capacity.kueue
+    )
+    return replace(capacity, kueue=queues)
+
+
+def wait_at(
+    request: StepRequest, capacity: CapacityView, decision: RouteDecision, weights: SiteWeights
+) -> float | None:
+    """The expected wait (unweighted, as `RouteDecision.expected_wait_seconds`) of `request` at the
+    target of `decision` in `capacity`; None when that target is gone or its capacity unknown."""
+    if decision.backend == Backend.SLURM:
+        for c in capacity.slurm:
+            if c.name == decision.slurm_cluster and c.partitions is not None:
+                for p in c.partitions:
+                    if p.name == decision.slurm_partition:
+                        return weights.slurm_startup_seconds + _slurm_wait(request, p, weights)
+        return None
+    for q in capacity.kueue:
+        if q.local_queue == decision.local_queue:
+            flavors = _kueue_flavors(request, q)
+            if flavors:
+                return weights.kueue_startup_seconds + _kueue_wait(request, q, flavors, weights)
+    return None
+
+
+def _candidates(
+    request: StepRequest, capacity: CapacityView, weights: SiteWeights
+) -> tuple[list[_Candidate], list[_Refusal]]:
     candidates: list[_Candidate] = []
     refusals: list[_Refusal] = []
     if request.preference is not Preference.KUEUE:
         _slurm_candidates(request, capacity, weights, candidates, refusals)
     if request.preference is not Preference.SLURM:
         _kueue_candidates(request, capacity, weights, candidates, refusals)
+    return candidates, refusals
 
+
+def _choose(
+    request: StepRequest, candidates: list[_Candidate], refusals: list[_Refusal], weights: SiteWeights
+) -> RouteDecision:
+    """The decision for the first of `candidates` (sorted best first), or a refusal when there are none."""
     if not candidates:
         asked = "" if request.preference == Preference.AUTO else f"converged_backend={request.preference}: "
         detail = "; ".join(map(_format_refusal, refusals)) or "no Slurm cluster or Kueue queue is configured"
         return RouteDecision(backend=None, decision=Decision.REFUSED, reason=f"{asked}{detail}")
-
-    candidates.sort(key=lambda c: c[0])
     _, backend, where, partition, wait, operator = candidates[0]
     if wait is None:
         decision = Decision.UNVERIFIED
@@ -237,6 +318,99 @@ def route(request: StepRequest, capacity: CapacityView, weights: SiteWeights) ->
         local_queue=where.local_queue,
         expected_wait_seconds=wait,
     )
+
+
+class _Batch:
+    """The snapshot of one `route_batch`, with the steps placed so far charged to their targets, and a
+    version per target that moves with every charge."""
+
+    def __init__(self, capacity: CapacityView, weights: SiteWeights) -> None:
+        self.capacity = capacity
+        self.weights = weights
+        self.partitions = {
+            (c.name, p.name): p for c in capacity.slurm if c.partitions is not None for p in c.partitions
+        }
+        self.queues = {q.local_queue: q for q in capacity.kueue}
+        self.versions: dict[Any, int] = {}
+
+    def view(self) -> CapacityView:
+        slurm = tuple(
+            c
+            if c.partitions is None
+            else replace(c, partitions=tuple(self.partitions[c.name, p.name] for p in c.partitions))
+            for c in self.capacity.slurm
+        )
+        kueue = tuple(self.queues[q.local_queue] for q in self.capacity.kueue)
+        return replace(self.capacity, slurm=slurm, kueue=kueue)
+
+    def place(self, request: StepRequest, decision: RouteDecision) -> None:
+        if decision.expected_wait_seconds is None:  # refused, or capacity unknown: nothing to charge
+            return
+        target: Any
+        if decision.backend == Backend.SLURM:
+            target = (decision.slurm_cluster, decision.slurm_partition)
+            self.partitions[target] = _charge_partition(self.partitions[target], request, 1)
+        else:
+            target = decision.local_queue
+            self.queues[target] = _charge_queue(self.queues[target], request, 1)
+        self.versions[target] = self.versions.get(target, 0) + 1
+
+    def refresh(self, request: StepRequest, candidate: _Candidate) -> _Candidate:
+        """`candidate` with its wait and view as the charges so far left them."""
+        key, backend, where, partition, wait, operator = candidate
+        w = self.weights
+        if wait is None:
+            return candidate
+        if backend == Backend.SLURM:
+            partition = self.partitions[where.name, partition.name]
+            wait = w.slurm_startup_seconds + _slurm_wait(request, partition, w)
+            return (wait * w.slurm, *key[1:]), backend, where, partition, wait, operator
+        where = self.queues[where.local_queue]
+        wait = w.kueue_startup_seconds + _kueue_wait(request, where, _kueue_flavors(request, where), w)
+        return (wait * w.kueue, *key[1:]), backend, where, partition, wait, operator
+
+
+def _target(candidate: _Candidate) -> Any:
+    _, backend, where, partition, _, _ = candidate
+    if backend == Backend.SLURM:
+        return (where.name, partition.name if partition is not None else None)
+    return where.local_queue
+
+
+class _Shape:
+    """One distinct request in a `route_batch`: its candidates in a heap by key, each stamped with its
+    target's version; a stale key is a lower bound of the real one (charges only lengthen waits), so
+    a fresh head is the best candidate."""
+
+    def __init__(self, request: StepRequest, batch: _Batch) -> None:
+        self.request = request
+        candidates, self.refusals = _candidates(request, batch.view(), batch.weights)
+        self.heap = [(c[0], batch.versions.get(_target(c), 0), i, c) for i, c in enumerate(candidates)]
+        heapq.heapify(self.heap)
+        self.refused = None if candidates else _choose(request, [], self.refusals, batch.weights)
+        self.decisions: dict[tuple[Any, float | None], RouteDecision] = {}  # (target, wait) ->
+
+    def best(self, batch: _Batch) -> RouteDecision:
+        if self.refused is not None:
+            return self.refused
+        heap = self.heap
+        while True:
+            _, version, i, candidate = heap[0]
+            target = _target(candidate)
+            now = batch.versions.get(target, 0)
+            if version == now:
+                break
+            fresh = batch.refresh(self.request, candidate)
+            heapq.heapreplace(heap, (fresh[0], now, i, fresh))
+        decision = self.decisions.get((target, candidate[4]))
+        if decision is None:  # a new target, or a new wait there: the reason tells the state now
+            ranked = [candidate]
+            if len(heap) > 1:
+                runner_up = min(heap[1:3])[3]  # the second smallest of a heap; its key may be stale
+                ranked.append(batch.refresh(self.request, runner_up))
+            decision = _choose(self.request, ranked, self.refusals, batch.weights)
+            self.decisions[target, candidate[4]] = decision
+        return decision
 
 
 def _format_refusal(refusal: _Refusal) -> str:
@@ -458,3 +632,74 @@ def _kueue_wait_text(request: StepRequest, q: KueueQueueView, weights: SiteWeigh
     if free is not None and q.pending_workloads == 0:
         return f"fits free quota of flavor {free.name} ({counts})"
     return f"expected wait {_kueue_wait(request, q, flavors, weights):.0f}s ({counts})"
+
+
+# --- charging placed steps ---
+def _charge_partition(p: SlurmPartitionView, request: StepRequest, count: int) -> SlurmPartitionView:
+    cpus = request.tasks * request.cpus
+    gpus = request.gpus * request.nodes
+    room = p.cpus_idle // cpus if cpus else count
+    if gpus:
+        room = min(room, _gpus_of_model(p.gpus_idle, request.gpu_model) // gpus)
+    started = max(0, min(count, room))
+    return SlurmPartitionView(  # built directly: dataclasses.replace costs twice as much, per placed step
+        p.name,
+        p.up,
+        p.nodes,
+        p.cpus_total,
+        p.cpus_idle - started * cpus,
+        p.mem_mib_per_node,
+        p.gpus_total,
+        _take_gpus(p.gpus_idle, request.gpu_model, started * gpus) if gpus else p.gpus_idle,
+        p.pending_jobs + count - started,
+        p.running_jobs + started,
+        p.max_time_minutes,
+    )
+
+
+def _take_gpus(idle: Mapping[str, int], model: str | None, n: int) -> Mapping[str, int]:
+    """`idle` less `n` GPUs of `model` (any model when None, the most idle first)."""
+    left = dict(idle)
+    lowered = model.lower() if model else None
+    for m in sorted(left, key=lambda m: -left[m]):
+        if lowered is not None and m.lower() != lowered:
+            continue
+        taken = min(n, left[m])
+        left[m] -= taken
+        n -= taken
+    return left
+
+
+def _charge_queue(q: KueueQueueView, request: StepRequest, count: int) -> KueueQueueView:
+    cpu_milli = request.tasks * request.cpus * 1000
+    gpus = request.gpus * request.nodes
+    fitting = {f.name for f in _kueue_flavors(request, q)}
+    flavors, admitted = [], 0
+    for f in q.flavors:  # Kueue tries the flavors in order
+        take = 0
+        if f.name in fitting and count > admitted:
+            room = (f.cpu_quota_milli - f.cpu_used_milli) // cpu_milli if cpu_milli else count
+            if gpus:
+                room = min(room, (f.gpu_quota - f.gpu_used) // gpus)
+            take = max(0, min(count - admitted, room))
+        flavors.append(
+            KueueFlavorView(
+                f.name,
+                f.cpu_quota_milli,
+                f.cpu_used_milli + take * cpu_milli,
+                f.gpu_quota,
+                f.gpu_used + take * gpus,
+                f.gpu_model,
+            )
+            if take
+            else f
+        )
+        admitted += take
+    return KueueQueueView(
+        q.local_queue,
+        q.cluster_queue,
+        tuple(flavors),
+        q.pending_workloads + count - admitted,
+        q.admitted_workloads + admitted,
+        q.active,
+    )

@@ -25,12 +25,13 @@ from snakemake_interface_executor_plugins.settings import CommonSettings, Execut
 
 from converged_bridge.api.workflowstep import CONTROLLER_LABEL
 from converged_bridge.errors import BackendError
-from converged_bridge.routing import CapacityView, Preference, RouteDecision, SiteWeights, StepRequest, route
+from converged_bridge.routing import Preference, SiteWeights, route_batch
 from snakemake_executor_plugin_converged.jobinfo import dag_levels, identify_job, job_resources, job_threads
 from snakemake_executor_plugin_converged.manifest import JobFacts, build_step_manifest
 from snakemake_executor_plugin_converged.naming import build_run_id
+from snakemake_executor_plugin_converged.placements import Placements
 from snakemake_executor_plugin_converged.plan import PlanEntry, render_plan
-from snakemake_executor_plugin_converged.resources import StepResources, parse_job_resources
+from snakemake_executor_plugin_converged.resources import ResourceParser, StepResources
 from snakemake_executor_plugin_converged.status import State, map_step_outcome
 
 
@@ -223,8 +224,15 @@ class Executor(RemoteExecutor):
             storage.shared_fs_usage = frozenset(storage.shared_fs_usage - {SharedFSUsage.SOURCE_CACHE})
         self._python: str | None = None
         self._cancelling = False
-        self._routed_on: CapacityView | None = None
-        self._decisions: dict[StepRequest, RouteDecision] = {}
+        # a placed step counts against the capacity snapshot until its controller submitted it and the
+        # daemon mirrored it: a poll of ours and one mirror cycle (10 s by default) with margin
+        self.parse_resources = ResourceParser(
+            default_backend=Preference(settings.default_backend),
+            default_image=settings.image,
+            default_slurm_image=settings.slurm_image,
+            default_local_queue=settings.local_queue,
+        )
+        self.placements = Placements(self.weights, settle_seconds=settings.poll_interval + 15.0)
         from converged_bridge.kube.access import current_namespace
         from snakemake_executor_plugin_converged.session import RunSession
 
@@ -253,37 +261,31 @@ class Executor(RemoteExecutor):
 
     # --- per job ---
     def _resources(self, job: Any, rule: str) -> StepResources:
-        return parse_job_resources(
-            rule,
-            job_resources(job),
-            threads=job_threads(job),
-            default_backend=Preference(self.settings.default_backend),
-            default_image=self.settings.image,
-            default_slurm_image=self.settings.slurm_image,
-            default_local_queue=self.settings.local_queue,
-        )
+        return self.parse_resources(rule, job_resources(job), threads=job_threads(job))
 
     def _plan_entries(self) -> tuple[list[PlanEntry], int]:
+        """Every job of the DAG routed, level by level: each level as one burst on the snapshot (its
+        steps charged as they are placed), as if the levels before it had finished."""
         entries = []
         levels, local_jobs = dag_levels(self.workflow.dag)
+        capacity = self.session.capacity()
         for level, jobs in enumerate(levels):
+            parsed = []
             for job in jobs:
                 ident = identify_job(job)
                 resources = self._resources(job, ident.rule)
-                request = resources.request(ident.rule, self.namespace, self.settings.slurm_cluster)
-                decision = self._route(request, self.session.capacity())
+                parsed.append(
+                    (
+                        ident,
+                        resources,
+                        resources.request(ident.rule, self.namespace, self.settings.slurm_cluster),
+                    )
+                )
+            decisions = route_batch([request for _, _, request in parsed], capacity, self.weights)
+            for (ident, resources, _), decision in zip(parsed, decisions, strict=True):
                 wildcards = ",".join(f"{k}={v}" for k, v in ident.wildcards.items())
                 entries.append(PlanEntry(level, ident.jobid, ident.rule, wildcards, resources, decision))
         return entries, local_jobs
-
-    def _route(self, request: StepRequest, capacity: CapacityView) -> RouteDecision:
-        """`route`, decided once per distinct request while the capacity snapshot stays the same."""
-        if capacity is not self._routed_on:
-            self._routed_on, self._decisions = capacity, {}
-        decision = self._decisions.get(request)
-        if decision is None:
-            decision = self._decisions[request] = route(request, capacity, self.weights)
-        return decision
 
     def get_python_executable(self) -> str:
         return self._python or super().get_python_executable()
@@ -295,9 +297,8 @@ class Executor(RemoteExecutor):
             capacity = self.session.capacity()
         except BackendError as e:
             raise WorkflowError(f"converged: cannot read capacity for rule {ident.rule}: {e}") from e
-        decision = self._route(
-            resources.request(ident.rule, self.namespace, self.settings.slurm_cluster), capacity
-        )
+        request = resources.request(ident.rule, self.namespace, self.settings.slurm_cluster)
+        decision = self.placements.route(request, capacity)
         # In an image the step's python is the image's; on a bare host, this one when software is shared.
         shared = SharedFSUsage.SOFTWARE_DEPLOYMENT in self.workflow.storage_settings.shared_fs_usage
         image = resources.image_for(decision.backend) if decision.backend else None
@@ -328,6 +329,7 @@ class Executor(RemoteExecutor):
             raise WorkflowError(
                 f"converged: creating the WorkflowStep of rule {ident.rule} failed: {e}"
             ) from e
+        self.placements.placed(name, request, decision)
         backend = decision.backend.value if decision.backend else "-"
         self.logger.info(
             f"converged: job {ident.jobid} ({ident.rule}) -> WorkflowStep {self.namespace}/{name}: "
@@ -358,9 +360,11 @@ class Executor(RemoteExecutor):
             name = str(job_info.external_jobid)
             outcome = map_step_outcome(name, steps.get(name))
             if outcome.state == State.SUCCEEDED:
+                self.placements.finished(name)
                 self.logger.info(f"converged: {outcome.message}")
                 self.report_job_success(job_info)
             elif outcome.state == State.FAILED:
+                self.placements.finished(name)
                 self.report_job_error(job_info, msg=outcome.message)
             else:
                 yield job_info

@@ -8,6 +8,7 @@ own or the workflow's, and are ignored.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -233,3 +234,36 @@ def _parse_mpi(value: Any, fail: Any) -> bool:
         if lowered in _FALSE:
             return False
     raise fail("mpi", f"must be true/false or a launcher ({', '.join(sorted(MPI_LAUNCHERS))})")
+
+
+class ResourceParser:
+    """`parse_job_resources` with the run's defaults, once per distinct (rule, threads, resources): the
+    jobs of a rule mostly share their resources, so a DAG of 10,000 jobs parses a handful of times.
+    Values that cannot be hashed are parsed every time; a bad value raises for every job that has it."""
+
+    def __init__(
+        self,
+        *,
+        default_backend: Preference = Preference.AUTO,
+        default_image: str | None = None,
+        default_slurm_image: str | None = None,
+        default_local_queue: str | None = None,
+    ) -> None:
+        self._parse = functools.partial(
+            parse_job_resources,
+            default_backend=default_backend,
+            default_image=default_image,
+            default_slurm_image=default_slurm_image,
+            default_local_queue=default_local_queue,
+        )
+        self._parsed: dict[Any, StepResources] = {}
+
+    def __call__(self, rule: str, resources: Mapping[str, Any], *, threads: int) -> StepResources:
+        try:
+            key = (rule, threads, frozenset(resources.items()))
+            found = self._parsed.get(key)
+        except TypeError:  # an unhashable value (a list, say): parse it as it is
+            return self._parse(rule, resources, threads=threads)
+        if found is None:
+            found = self._parsed[key] = self._parse(rule, resources, threads=threads)
+        return found

@@ -9,7 +9,7 @@ from snakemake_interface_common.exceptions import WorkflowError
 
 from converged_bridge.api.workflowstep import Backend, Operator
 from converged_bridge.routing import Preference
-from snakemake_executor_plugin_converged.resources import parse_job_resources
+from snakemake_executor_plugin_converged.resources import ResourceParser, parse_job_resources
 
 
 def parse(resources: dict[str, Any], threads: int = 1, **kw: Any) -> Any:
@@ -149,3 +149,16 @@ def test_shape_names_what_distinguishes_steps() -> None:
         parse({"gpu": "a100:1", "tasks": 4, "mpi": 1}, threads=2).shape()
         == "2 cpu x 4 tasks, 1 gpu a100, mpi"
     )
+
+
+def test_the_run_parser_parses_each_distinct_job_once_and_still_refuses_bad_values() -> None:
+    parse = ResourceParser(default_image="img")
+    a = parse("align", {"mem_mb": 1000, "runtime": 10}, threads=2)
+    assert parse("align", {"runtime": 10, "mem_mb": 1000}, threads=2) is a  # same resources, any order
+    assert parse("align", {"mem_mb": 1000, "runtime": 10}, threads=4) is not a
+    assert a.image_for(Backend.KUEUE) == "img"
+    for _ in range(2):  # a refusal is not remembered as a success
+        with pytest.raises(WorkflowError, match="rule align: resource gpu='x'"):
+            parse("align", {"gpu": "x"}, threads=1)
+    listed = parse("align", {"mem_mb": 1000, "converged_image": "docker://x", "tags": ["a"]}, threads=1)
+    assert listed.image_for(Backend.KUEUE) == "docker://x"  # unhashable value: parsed as it is

@@ -8,7 +8,9 @@ from typing import Any
 from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
 from throttler import Throttler
 
+from converged_bridge.routing import SiteWeights
 from snakemake_executor_plugin_converged import Executor
+from snakemake_executor_plugin_converged.placements import Placements
 from snakemake_executor_plugin_converged.session import RunSession
 
 
@@ -56,6 +58,7 @@ def test_one_list_per_cycle_for_1000_active_steps() -> None:
     steps = CountingSteps(phases)
     executor = Executor.__new__(Executor)
     executor._cancelling = False
+    executor.placements = Placements(SiteWeights(), settle_seconds=20)
     executor.session = RunSession(steps, namespace="team-a", run_id="sm-1")  # type: ignore[arg-type]
     executor.status_rate_limiter = Throttler(rate_limit=10, period=1)
     executor.logger = Recorder()
