@@ -9,7 +9,9 @@ What it does, as a site admin and then a workflow author would:
    (what the router reads) and hosts the controller that drives the steps on both backends.
 3. Prints the plan (`--converged-plan`), then runs the workflow with `snakemake --executor converged`
    in a fresh directory on the shared filesystem.
-4. Stops the daemon, shows `kubectl get workflowsteps` for the run and the combined output.
+4. Stops the daemon and removes what it mirrored for SlurmCluster `hybrid` (virtual Nodes, flavors, the
+   ClusterQueue: they would go NotReady without it; a real site keeps its daemon running), then shows
+   `kubectl get workflowsteps` for the run and the combined output.
 
 Usage: .venv/bin/python examples/hybrid/run.py [--jobs 8] [--run-id sm-hybrid-1]
 Exit status: snakemake's (0 when every step succeeded).
@@ -239,6 +241,13 @@ def show_steps(env: dict[str, str], run_id: str) -> None:
     )
 
 
+def remove_mirrored(env: dict[str, str]) -> None:
+    """The daemon's objects for the example's SlurmCluster, once the daemon that kept them is gone."""
+    selector = f"converged.dev/slurm-cluster={CLUSTER}"
+    say(f"daemon stopped: removing the Nodes, ResourceFlavors and ClusterQueue mirrored for {CLUSTER}")
+    kubectl(env, "delete", "nodes,resourceflavors,clusterqueues", "-l", selector, "--ignore-not-found")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -263,6 +272,7 @@ def main() -> int:
             return 1
         say("the run (snakemake --executor converged)")
         rc = run_snakemake(argv, workdir, env)
+    remove_mirrored(env)
     show_steps(env, run_id)
     if rc == 0:
         say(f"{workdir}/report.txt")

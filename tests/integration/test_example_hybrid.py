@@ -118,6 +118,9 @@ def test_hybrid_example_runs_each_step_where_it_fits(converged_crds: dict[str, s
         kubectl(env, "get", "lease", "-n", "converged-system", "converged-example-hybrid", "-o", "json")
     )
     assert not lease["spec"].get("holderIdentity"), lease["spec"]
+    # ... and what it mirrored for the example's SlurmCluster went with it (no NotReady Nodes left)
+    mirrored = "nodes,resourceflavors,clusterqueues"
+    assert kubectl(env, "get", mirrored, "-l", "converged.dev/slurm-cluster=hybrid", "-o", "name") == ""
     daemon_log = (workdir / "converged-daemon.log").read_text()
     secrets = json.loads(kubectl(env, "get", "secrets", "-n", "converged-system", "-o", "json"))["items"]
     tokens = [s["data"]["token"] for s in secrets if s["metadata"]["name"].startswith("slurm-token-")]
