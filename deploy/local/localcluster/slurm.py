@@ -243,8 +243,10 @@ def slurm_conf(layout: Layout) -> str:
         "MessageTimeout=10",
         "KillWait=5",
         "InactiveLimit=0",
-        # finished jobs stay visible to squeue/slurmrestd for an hour: status reads need no sacct
-        "MinJobAge=3600",
+        # Slurm's default, as sites run it: finished jobs stay in squeue/slurmrestd listings for 5 min,
+        # far longer than a controller poll. An hour made every GET /jobs carry thousands of old jobs
+        # after the benchmarks (15 MB per listing), and slurmrestd 22.05 keeps ~30 MB per such answer
+        "MinJobAge=300",
         # keep --comment (converged:<step uid>, the exactly-once marker) in accounting too
         "AccountingStoreFlags=job_comment",
         "SlurmctldTimeout=30",
