@@ -9,6 +9,8 @@ queue admits 32 at a time). The controller runs embedded in this process; measur
 - controller CPU per cycle (listing + reconciling every step), and Kubernetes API calls per step.
 
 - creation -> Succeeded per step (median, p99) and steps per second overall;
+- creation -> Slurm submission per step and the spread of the submissions (new work must not wait);
+- how long each Slurm job listing took, and which code tree ran (a before/after comparison runs two).
 
 Usage: .venv/bin/python bench/controller_steps.py [--backend slurm|kueue] [--steps 1000] [--poll 2]
 Needs the local cluster up with converged's CRDs and the test identities (run the integration tests once).
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -28,8 +31,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from converged_bridge.api.slurmcluster import SlurmClusterSpec
+from converged_bridge.controller import runner
 from converged_bridge.controller.runner import Controller, ControllerSettings
+from converged_bridge.controller.slurm_shell import build_transport
 from converged_bridge.kube.access import KubeAccess, load_api_client
+from converged_bridge.slurm.jobs import COMMENT_PREFIX, SlurmJob
+from converged_bridge.slurm.transport import SlurmTransport, Submission
 
 NS = "team-b"
 KUBECTL = "/var/lib/converged-local/bin/kubectl"
@@ -45,6 +53,45 @@ def step_spec(backend: str, run: str, i: int, workdir: str) -> dict[str, Any]:
     if backend == "slurm":
         return {**common, "slurm": {"cluster": "converged"}, "workingDir": workdir}
     return {**common, "kueue": {"localQueue": "default"}, "image": "registry.invalid/bench:1"}
+
+
+class TimedTransport:
+    """A Slurm transport that times each job listing and notes when each step was submitted."""
+
+    def __init__(self, inner: SlurmTransport) -> None:
+        self._inner = inner
+        self.listing_seconds: list[float] = []
+        self.submitted_at: dict[str, float] = {}  # step UID -> wall time sbatch answered
+
+    def server_version(self) -> str:
+        return self._inner.server_version()
+
+    def submit(self, submission: Submission) -> int:
+        job_id = self._inner.submit(submission)
+        self.submitted_at[submission.options.comment.removeprefix(COMMENT_PREFIX)] = time.time()
+        return job_id
+
+    def list_jobs(self) -> list[SlurmJob]:
+        started = time.monotonic()
+        jobs = self._inner.list_jobs()
+        self.listing_seconds.append(time.monotonic() - started)
+        return jobs
+
+    def cancel(self, job_id: int, user: str) -> None:
+        self._inner.cancel(job_id, user)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def spread(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    return {
+        "median": round(statistics.median(values), 2),
+        "p99": round(pct(values, 99), 2),
+        "max": round(max(values), 2),
+    }
 
 
 def pct(values: list[float], p: float) -> float:
@@ -64,6 +111,7 @@ def main() -> int:
     args = parser.parse_args()
 
     run = f"bench-{uuid.uuid4().hex[:6]}"
+    load_before = os.getloadavg()[0]
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
     Path(args.workdir).chmod(0o1777)
     api = load_api_client(args.kubeconfig)
@@ -71,11 +119,14 @@ def main() -> int:
     seen: dict[str, float] = {}  # step name -> wall time its terminal phase was first seen
     created_at: dict[str, float] = {}
     ends: dict[str, float] = {}
+    names: dict[str, str] = {}  # step UID -> name
     stop = threading.Event()
 
     def note(obj: dict[str, Any]) -> None:
         name = obj["metadata"].get("name", "")
         status = obj.get("status") or {}
+        if name.startswith(run):
+            names[obj["metadata"]["uid"]] = name
         if name.startswith(run) and status.get("phase") in ("Succeeded", "Failed"):
             seen.setdefault(name, time.time())
             if status.get("completionTime"):
@@ -116,7 +167,15 @@ def main() -> int:
             check=True,
         )
     kube = KubeAccess(api)
-    controller = Controller(kube, ControllerSettings(poll_interval=args.poll, namespace=NS))
+    timed: list[TimedTransport] = []
+
+    def transport(name: str, spec: SlurmClusterSpec, read: Any) -> SlurmTransport:
+        timed.append(TimedTransport(build_transport(name, spec, read)))
+        return timed[-1]
+
+    controller = Controller(
+        kube, ControllerSettings(poll_interval=args.poll, namespace=NS), transport_factory=transport
+    )
     controller.start()
     t0 = time.time()
     items: list[dict[str, Any]] = []
@@ -156,11 +215,16 @@ def main() -> int:
     stop.set()
     lags = [seen[n] - ends[n] for n in seen if n in ends]
     to_done = [seen[n] - created_at[n] for n in seen if n in created_at]
+    submitted = {names[u]: t for tr in timed for u, t in tr.submitted_at.items() if u in names}
+    to_submitted = [t - created_at[n] for n, t in submitted.items() if n in created_at]
+    listed = [s for tr in timed for s in tr.listing_seconds]
     result: dict[str, Any] = {
         "steps": args.steps,
         "poll_interval_s": args.poll,
         "finished": len(seen),
         "backend": args.backend,
+        "controller_code": runner.__file__,
+        "load_avg_1m": {"start": round(load_before, 2), "end": round(os.getloadavg()[0], 2)},
         "makespan_s": round(makespan, 1),
         "steps_per_s": round(len(seen) / makespan, 1),
         "created_to_succeeded_s": {
@@ -168,6 +232,10 @@ def main() -> int:
             "p99": round(pct(to_done, 99), 2),
         }
         if to_done
+        else None,
+        "created_to_submitted_s": spread(to_submitted),
+        "submissions_spread_s": round(max(submitted.values()) - min(submitted.values()), 1)
+        if submitted
         else None,
         "poll_cycles": cycles,
         "slurm_queries": queries,
@@ -179,6 +247,7 @@ def main() -> int:
         }
         if lags
         else None,
+        "slurm_listing_s": spread(listed),
         "cycle_cpu_s": {
             "median": round(statistics.median(cpu), 4),
             "p99": round(pct(cpu, 99), 4),
@@ -186,6 +255,7 @@ def main() -> int:
         },
         "kube_calls_until_finished": calls,
         "kube_calls_per_step": round(sum(calls.values()) / args.steps, 2),
+        "status_writes_per_step": round(calls.get("patch-status", 0) / args.steps, 2),
     }
     print(json.dumps(result, indent=2), flush=True)
     # delete while the controller still runs: it releases each step's finalizer
