@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -187,3 +188,30 @@ def test_operator_the_cluster_does_not_serve_is_refused() -> None:
     status = next(i for i in intents if isinstance(i, WriteStatus)).status
     assert (status.phase, status.reason) == (Phase.FAILED, "OperatorNotInstalled")
     assert not any(isinstance(i, CreateObject) for i in intents)
+
+
+def test_kueues_reworded_quota_message_waits_for_the_refresh_interval() -> None:
+    job, workload = load("job-pending.json"), load("workload-pending.json")
+    first = plan_kueue_step(make_step(), KueueView(site=SITE, obj=job, workload=workload, pods=[], now=NOW))
+    stored = next(i for i in first if isinstance(i, WriteStatus)).status
+    step = make_step().model_copy(update={"status": stored})
+    reworded = copy.deepcopy(workload)  # the next admission attempt counts what is missing anew
+    quota = reworded["status"]["conditions"][0]
+    assert "2 more needed" in quota["message"]
+    quota["message"] = quota["message"].replace("2 more needed", "1 more needed")
+
+    def at(after: float) -> KueueView:
+        return KueueView(
+            site=SITE,
+            obj=job,
+            workload=reworded,
+            pods=[],
+            now=NOW + timedelta(seconds=after),
+            status_written_at=NOW,
+            pending_reason_refresh=timedelta(seconds=30),
+        )
+
+    assert plan_kueue_step(step, at(10)) == []
+    (write,) = plan_kueue_step(step, at(31))
+    assert isinstance(write, WriteStatus)
+    assert write.status.reason is not None and "1 more needed" in write.status.reason

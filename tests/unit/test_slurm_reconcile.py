@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -52,12 +52,13 @@ def make_step(
     deleting: bool = False,
     namespace: str = "team-a",
     env: list[dict[str, Any]] | None = None,
+    generation: int = 1,
 ) -> WorkflowStep:
     meta: dict[str, Any] = {
         "name": "s",
         "namespace": namespace,
         "uid": UID,
-        "generation": 1,
+        "generation": generation,
         "finalizers": list(finalizers),
     }
     if deleting:
@@ -212,3 +213,63 @@ def test_status_patch_deletes_fields_the_new_status_no_longer_has() -> None:
     )
     patch = build_status_patch(stored, done.status)
     assert patch["reason"] is None and patch["phase"] == "Succeeded"
+
+
+# --- pacing: a waiting step's new reason alone is written at most once per refresh interval ---
+REFRESH = timedelta(seconds=30)
+QUEUED_RESOURCES = JOBS[16]  # PENDING (Resources)
+QUEUED_PRIORITY = replace(QUEUED_RESOURCES, reason="Priority")  # what Slurm says of it a cycle later
+
+
+def written(job: SlurmJob) -> dict[str, Any]:
+    """The stored status after the controller wrote what `job` says, at NOW."""
+    intents = plan_slurm_step(make_step(), view(job))
+    status = next(i for i in intents if isinstance(i, WriteStatus)).status
+    return status.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def paced(job: SlurmJob, after: float) -> SlurmView:
+    """The view `after` seconds past the status write at NOW."""
+    return replace(
+        view(job), now=NOW + timedelta(seconds=after), status_written_at=NOW, pending_reason_refresh=REFRESH
+    )
+
+
+def test_a_new_pending_reason_alone_waits_for_the_refresh_interval() -> None:
+    step = make_step(status=written(QUEUED_RESOURCES))
+    assert plan_slurm_step(step, paced(QUEUED_PRIORITY, 29)) == []
+    (write,) = plan_slurm_step(step, paced(QUEUED_PRIORITY, 30))  # no Event: the phase stays
+    assert isinstance(write, WriteStatus)
+    assert (write.status.phase, write.status.reason) == (Phase.QUEUED, "Priority")
+    # the conditions say Priority now, but none of them transitioned: their times stay those of NOW
+    assert {c.last_transition_time for c in write.status.conditions} == {NOW}
+    assert all("(Priority)" in c.message for c in write.status.conditions if c.type != "Submitted")
+
+
+def test_without_pacing_every_new_pending_reason_is_written() -> None:
+    step = make_step(status=written(QUEUED_RESOURCES))
+    (write,) = plan_slurm_step(step, view(QUEUED_PRIORITY))
+    assert isinstance(write, WriteStatus) and write.status.reason == "Priority"
+
+
+def test_a_start_or_an_end_is_written_at_once_within_the_interval() -> None:
+    step = make_step(status=written(QUEUED_RESOURCES))
+    running = replace(QUEUED_RESOURCES, state=JobState.RUNNING, reason="", nodes="c1", start_time=NOW)
+    done = replace(running, state=JobState.COMPLETED, exit_code=0, end_time=NOW + timedelta(seconds=1))
+    for job, phase in ((running, Phase.RUNNING), (done, Phase.SUCCEEDED)):
+        write, event = plan_slurm_step(step, paced(job, 1))
+        assert isinstance(write, WriteStatus) and write.status.phase is phase
+        assert isinstance(event, Emit) and event.reason == phase.value
+
+
+def test_a_new_backend_ref_or_generation_is_written_at_once_within_the_interval() -> None:
+    step = make_step(status=written(QUEUED_RESOURCES))
+    requeued_as = replace(QUEUED_PRIORITY, job_id=99)  # another job carries the step's UID now
+    (write,) = plan_slurm_step(step, paced(requeued_as, 1))
+    assert isinstance(write, WriteStatus)
+    assert write.status.backend_ref is not None and write.status.backend_ref.job_id == 99
+
+    edited = make_step(status=written(QUEUED_RESOURCES), generation=2)  # the spec changed since
+    (write,) = plan_slurm_step(edited, paced(QUEUED_PRIORITY, 1))
+    assert isinstance(write, WriteStatus) and write.status.observed_generation == 2
+    assert all(c.observed_generation == 2 for c in write.status.conditions)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from converged_bridge.api.slurmcluster import SlurmClusterSpec
 from converged_bridge.api.workflowstep import BackendRef, Phase, WorkflowStep
@@ -35,6 +35,8 @@ class SlurmView:
     log_dir: str
     now: datetime
     log_tail: str | None = None  # tail of the job's log, read by the shell when the job failed
+    status_written_at: datetime | None = None  # this controller's last status write for the step
+    pending_reason_refresh: timedelta = timedelta(0)  # a new pending reason alone is written this rarely
 
 
 def resolve_user(cluster: SlurmClusterSpec, namespace: str) -> str | None:
@@ -155,7 +157,7 @@ def _status(
     log_tail: str | None = None,
     warn: bool = False,
 ) -> list[Intent]:
-    """plan_status, with the Slurm log path of a submitted step."""
+    """plan_status, with the Slurm log path of a submitted step and the view's pacing of reasons."""
     uid = step.metadata.uid
     return plan_status(
         step,
@@ -170,4 +172,6 @@ def _status(
         log_path=log_path or (build_log_path(view.log_dir, uid) if ref and uid else None),
         log_tail=log_tail,
         warn=warn,
+        status_written_at=view.status_written_at,
+        pending_reason_refresh=view.pending_reason_refresh,
     )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from converged_bridge.api.conditions import Condition, ConditionStatus, set_condition
@@ -10,11 +11,19 @@ from converged_bridge.api.workflowstep import BackendRef, Phase, WorkflowStep, W
 from converged_bridge.controller.intents import Emit, Intent, WriteStatus
 
 TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED})
+WAITING_PHASES = frozenset({Phase.PENDING, Phase.QUEUED})  # their reason is the backend's "why not yet"
 LOG_TAIL_MAX = 4096  # like a Pod's termination message
 
 
 def is_finished(step: WorkflowStep) -> bool:
     return step.status.phase in TERMINAL_PHASES
+
+
+def plan_ends_step(step: WorkflowStep, intents: Sequence[Intent]) -> bool:
+    """`intents` write a terminal phase `step` does not show yet: what users and workflow engines wait
+    for, so a poll cycle applies such plans before any other."""
+    ends = {i.status.phase for i in intents if isinstance(i, WriteStatus)} & TERMINAL_PHASES
+    return bool(ends - {step.status.phase})
 
 
 def condition(type_: str, ok: bool, reason: str, message: str, generation: int | None) -> Condition:
@@ -114,6 +123,28 @@ def same_status(a: WorkflowStepStatus, b: WorkflowStepStatus) -> bool:
     )
 
 
+def only_pending_reason_changed(old: WorkflowStepStatus, new: WorkflowStepStatus) -> bool:
+    """`new` is `old` in the same waiting phase with another reason or message, nothing else changed.
+
+    Slurm alternates a queued job's reason between Priority and Resources, Kueue rewords its quota
+    message: such changes (also in the conditions' reason and message) may wait; a change of phase,
+    backendRef, exit code, times, observedGeneration or a condition's status may not.
+    """
+    if new.phase not in WAITING_PHASES or new.phase != old.phase:
+        return False
+    return _without_wording(old) == _without_wording(new)
+
+
+def _without_wording(status: WorkflowStepStatus) -> dict[str, Any]:
+    doc: dict[str, Any] = status.model_dump(mode="json", by_alias=True, exclude_none=True)
+    doc.pop("reason", None)
+    doc.pop("message", None)
+    for cond in doc.get("conditions", []):
+        cond.pop("reason", None)
+        cond.pop("message", None)
+    return doc
+
+
 def build_status_patch(current: dict[str, Any], new: WorkflowStepStatus) -> dict[str, Any]:
     """A JSON merge patch turning the stored status `current` into `new`.
 
@@ -141,10 +172,16 @@ def plan_status(
     log_path: str | None = None,
     log_tail: str | None = None,
     warn: bool = False,
+    status_written_at: datetime | None = None,
+    pending_reason_refresh: timedelta = timedelta(0),
 ) -> list[Intent]:
     """WriteStatus when the status `step` should have differs from the stored one, plus an Event on a
     phase change (Warning for Failed). `warn` marks a refusal: its Event carries `reason`. A terminal
-    phase without a completion time completes `now`. Shared by every backend."""
+    phase without a completion time completes `now`. Shared by every backend.
+
+    A change of only the pending reason (see `only_pending_reason_changed`) is written at most once per
+    `pending_reason_refresh` after the step's last status write (`status_written_at`; None: due now);
+    until then the stored status stays. Any other change is written at once."""
     terminal = phase in TERMINAL_PHASES
     new = build_status(
         step,
@@ -160,6 +197,12 @@ def plan_status(
         log_tail=log_tail,
     )
     if same_status(new, step.status):
+        return []
+    if (
+        status_written_at is not None
+        and now - status_written_at < pending_reason_refresh
+        and only_pending_reason_changed(step.status, new)
+    ):
         return []
     out: list[Intent] = [WriteStatus(new)]
     if new.phase != step.status.phase or warn:

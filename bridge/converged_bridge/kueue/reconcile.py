@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from converged_bridge.api.workflowstep import BackendKind, BackendRef, Phase, WorkflowStep
@@ -41,6 +41,8 @@ class KueueView:
     pods: Sequence[Mapping[str, Any]]
     now: datetime
     served_kinds: frozenset[str] = frozenset(KINDS)  # operator kinds this API server serves
+    status_written_at: datetime | None = None  # this controller's last status write for the step
+    pending_reason_refresh: timedelta = timedelta(0)  # a new pending reason alone is written this rarely
 
 
 def plan_kueue_step(step: WorkflowStep, view: KueueView) -> list[Intent]:
@@ -97,6 +99,8 @@ def plan_kueue_step(step: WorkflowStep, view: KueueView) -> list[Intent]:
         start_time=out.start_time,
         completion_time=out.completion_time,
         log_tail=out.log_tail,
+        status_written_at=view.status_written_at,
+        pending_reason_refresh=view.pending_reason_refresh,
     )
 
 
