@@ -2,9 +2,12 @@
 
 Reads: one LIST then one WATCH of WorkflowSteps (in a watcher thread), SlurmClusters every
 `cluster_refresh` seconds, and one Slurm job listing per cluster per `poll_interval` — never a
-request per step. Writes: finalizers, status (only when it changed) and events, all through
-`apply_intents`. Runs as a process (`python -m converged_bridge.controller`) or embedded in another
-Python process (`Controller.start()` / `stop()`), from the same code.
+request per step. Writes: finalizers, status (only when it changed; a waiting step's new reason
+alone at most every `pending_reason_refresh`) and events, all through `apply_intents`. A poll cycle
+decides for every unfinished step, applies the plans that end a step first, then all others in order
+(submissions of new steps included: new work never waits for a later cycle). Runs as a process
+(`python -m converged_bridge.controller`) or embedded in another Python process
+(`Controller.start()` / `stop()`), from the same code.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -43,7 +46,13 @@ from converged_bridge.controller.slurm_shell import (
     read_log_tail,
     write_private_file,
 )
-from converged_bridge.controller.status import TERMINAL_PHASES, build_status, build_status_patch, is_finished
+from converged_bridge.controller.status import (
+    TERMINAL_PHASES,
+    build_status,
+    build_status_patch,
+    is_finished,
+    plan_ends_step,
+)
 from converged_bridge.errors import BackendError, PermanentBackendError, TransientBackendError
 from converged_bridge.kube.access import AlreadyExists, Conflict, KubeAccess, NotFound
 from converged_bridge.kueue.builders import MANAGED_LABEL, STEP_UID_LABEL, KueueSite
@@ -60,6 +69,7 @@ class ControllerSettings:
     """How the controller runs. Every field has a command-line flag of the same name."""
 
     poll_interval: float = 2.0  # seconds between Slurm job listings (one query per cluster)
+    pending_reason_refresh: float = 30.0  # seconds: a waiting step's new reason alone is written this rarely
     cluster_refresh: float = 30.0  # seconds between re-reads of SlurmCluster objects
     namespace: str | None = None  # watch one namespace, or all
     label_selector: str = f"!{CONTROLLER_LABEL}"  # which steps are ours (default: not an embedded run's)
@@ -99,6 +109,7 @@ class Controller:
         self._snapshot_seq: dict[str, int] = {}  # cluster -> count of successful listings
         self._submitted: dict[str, int] = {}  # uid -> job id, until the listing shows the job
         self._attempted: dict[str, int] = {}  # uid -> snapshot seq at the last submit attempt
+        self._status_written: dict[str, datetime] = {}  # uid -> our last status write (or first sight)
         self._clusters_read_at = 0.0
         self._events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._stop = threading.Event()
@@ -195,6 +206,7 @@ class Controller:
             self._parsed.pop(uid, None)
             self._submitted.pop(uid, None)
             self._attempted.pop(uid, None)
+            self._status_written.pop(uid, None)
             return
         self.steps[uid] = obj
         self._reconcile(uid)
@@ -255,10 +267,23 @@ class Controller:
             except BackendError as e:
                 log.warning("observing Kubernetes-backed steps failed: %s", e)
                 self._kueue_observed = False
+        plans: list[tuple[str, list[Intent]]] = []
         for uid, obj in list(self.steps.items()):
             if _settled(obj):
                 continue  # finished and not being deleted: nothing can change it
-            self._guard(partial(self._reconcile, uid))  # one broken step must not stall the others
+            try:
+                decided = self._decide(uid)
+            except Exception:  # one broken step must not stall the others
+                log.exception("deciding on step %s failed; continuing", uid)
+                continue
+            if decided is None or not decided[1]:
+                continue
+            if plan_ends_step(*decided):
+                self._guard(partial(self.apply_intents, uid, decided[1]))  # what everyone waits for: now
+            else:
+                plans.append((uid, decided[1]))
+        for uid, intents in plans:
+            self._guard(partial(self.apply_intents, uid, intents))
 
     def _observe_kubernetes(self) -> None:
         """One LIST per served operator kind, one of Workloads and one of step pods: a constant per cycle."""
@@ -283,10 +308,10 @@ class Controller:
         self._kube_objects, self._workloads, self._pods = objects, workloads, pods
         self._kueue_observed = True
 
-    def _reconcile_kueue(self, uid: str, step: WorkflowStep) -> None:
+    def _decide_kueue(self, uid: str, step: WorkflowStep) -> list[Intent] | None:
         deleting = step.metadata.deletion_timestamp is not None
         if not self._kueue_observed and not is_finished(step) and not deleting:
-            return  # nothing observed yet: decide after the next poll
+            return None  # nothing observed yet: decide after the next poll
         operator_kind = OPERATOR_KINDS[step.spec.operator.value]
         obj = self._kube_objects.get(operator_kind, {}).get(uid)
         # Kueue admits the Job the Flux operator makes for a MiniCluster, not the MiniCluster itself
@@ -294,15 +319,18 @@ class Controller:
         workload = (
             self._workloads.get(owner["metadata"]["uid"]) if owner and "uid" in owner["metadata"] else None
         )
+        now = self._clock()
         view = KueueView(
             site=self.settings.kueue_site(),
             obj=obj,
             workload=workload,
             pods=self._pods.get(uid, []),
-            now=self._clock(),
+            now=now,
             served_kinds=self._served if self._served is not None else frozenset(KINDS),
+            status_written_at=self._status_written.setdefault(uid, now),
+            pending_reason_refresh=timedelta(seconds=self.settings.pending_reason_refresh),
         )
-        self.apply_intents(uid, plan_kueue_step(step, view))
+        return plan_kueue_step(step, view)
 
     def _slurm_steps(self) -> list[WorkflowStep]:
         out = []
@@ -325,17 +353,23 @@ class Controller:
         return step
 
     def _reconcile(self, uid: str) -> None:
+        decided = self._decide(uid)
+        if decided is not None:
+            self.apply_intents(uid, decided[1])
+
+    def _decide(self, uid: str) -> tuple[WorkflowStep, list[Intent]] | None:
+        """The step and its plan, from what this process knows now; None: nothing to decide yet."""
         obj = self.steps.get(uid)
         if obj is None:
-            return
+            return None
         try:
             step = self._model(uid, obj)
         except ValidationError as e:
             self._refuse_invalid(obj, e)
-            return
+            return None
         if step.spec.backend == Backend.KUEUE:
-            self._reconcile_kueue(uid, step)
-            return
+            intents = self._decide_kueue(uid, step)
+            return None if intents is None else (step, intents)
         name = _cluster_of(step) or ""
         if name not in self.clusters and step.metadata.deletion_timestamp is None and not is_finished(step):
             self._refresh_clusters(force=time.monotonic() - self._clusters_read_at > 1.0)
@@ -343,7 +377,7 @@ class Controller:
         snapshot = self._snapshots.get(name)
         deleting = step.metadata.deletion_timestamp is not None
         if spec is not None and snapshot is None and not is_finished(step) and not deleting:
-            return  # no fresh listing of this cluster yet: decide after the next poll
+            return None  # no fresh listing of this cluster yet: decide after the next poll
         job = (snapshot or {}).get(uid)
         if job is not None:
             self._submitted.pop(uid, None)
@@ -351,19 +385,22 @@ class Controller:
         tail = (
             read_log_tail(job.stdout) if job and job.terminal and job.exit_code != 0 and job.stdout else None
         )
+        now = self._clock()
         view = SlurmView(
             cluster_name=name,
             cluster=spec,
             job=job,
             submitted_job_id=self._submitted.get(uid),
             log_dir=log_dir,
-            now=self._clock(),
+            now=now,
             log_tail=tail,
+            status_written_at=self._status_written.setdefault(uid, now),
+            pending_reason_refresh=timedelta(seconds=self.settings.pending_reason_refresh),
         )
         intents = plan_slurm_step(step, view)
         if any(isinstance(i, SubmitSlurmJob) for i in intents) and not self._may_submit(uid, name):
             intents = [i for i in intents if not isinstance(i, SubmitSlurmJob)]
-        self.apply_intents(uid, intents)
+        return step, intents
 
     def _may_submit(self, uid: str, cluster: str) -> bool:
         """Exactly once: only against a listing taken after this step's last submit attempt."""
@@ -392,6 +429,7 @@ class Controller:
                 elif isinstance(intent, WriteStatus):
                     status = build_status_patch(obj.get("status") or {}, intent.status)
                     self.steps[uid] = self.kube.patch_step_status(ns, name, status)
+                    self._status_written[uid] = self._clock()
                     if intent.status.phase in TERMINAL_PHASES:
                         _remove_secret_file(obj, self.settings.log_dir)
                 elif isinstance(intent, Emit):

@@ -1,0 +1,232 @@
+"""The controller's poll cycle: which writes go first, which wait.
+
+The Kubernetes API and Slurm are our own edges here (KubeAccess, SlurmTransport): recording fakes
+stand in for them; the jobs are a real Slurm job record in the states Slurm later reports.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, cast
+
+from converged_bridge.api.slurmcluster import SlurmClusterSpec
+from converged_bridge.api.workflowstep import Phase, WorkflowStep
+from converged_bridge.controller.intents import FINALIZER, Emit, Intent, WriteStatus
+from converged_bridge.controller.runner import Controller, ControllerSettings
+from converged_bridge.controller.slurm_reconcile import SlurmView, plan_slurm_step
+from converged_bridge.controller.status import plan_ends_step
+from converged_bridge.kube.access import KubeAccess
+from converged_bridge.slurm.jobs import COMMENT_PREFIX, JobState, SlurmJob, parse_jobs_v0038
+from converged_bridge.slurm.transport import Submission
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "slurm-22.05"
+PENDING_JOB = next(
+    j for j in parse_jobs_v0038(json.loads((DATA / "squeue.json").read_text())) if j.job_id == 16
+)
+T0 = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
+CLUSTER = {
+    "metadata": {"name": "hpc"},
+    "spec": {
+        "transport": "cli",
+        "containerRuntime": "none",
+        "defaults": {"partition": "cpu"},
+        "userMapping": [
+            {
+                "namespace": "team-a",
+                "user": "alice",
+                "tokenSecretRef": {"namespace": "converged-system", "name": "t", "key": "token"},
+            }
+        ],
+    },
+}
+
+
+def uid(name: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, name))
+
+
+class RecordingKube:
+    """The part of KubeAccess a poll cycle uses, over stored steps; records every write in order."""
+
+    def __init__(self) -> None:
+        self.stored: dict[str, dict[str, Any]] = {}
+        self.writes: list[tuple[str, str]] = []  # (step name, what was written)
+        self._rv = 100
+
+    def put(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self._rv += 1
+        obj = copy.deepcopy(obj)
+        obj["metadata"]["resourceVersion"] = str(self._rv)
+        self.stored[obj["metadata"]["name"]] = obj
+        return copy.deepcopy(obj)
+
+    def list_slurm_clusters(self) -> list[dict[str, Any]]:
+        return [CLUSTER]
+
+    def read_secret_key(self, namespace: str, name: str, key: str) -> str:
+        return "secret"
+
+    def patch_step_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        self.writes.append((name, f"status {status['phase']}"))
+        obj = self.stored[name]
+        merged = {k: v for k, v in {**obj.get("status", {}), **status}.items() if v is not None}
+        return self.put({**obj, "status": merged})
+
+    def patch_step_finalizers(
+        self, namespace: str, name: str, finalizers: list[str], resource_version: str | None
+    ) -> dict[str, Any]:
+        self.writes.append((name, "finalizers"))
+        obj = self.stored[name]
+        return self.put({**obj, "metadata": {**obj["metadata"], "finalizers": finalizers}})
+
+    def emit_event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        self.writes.append((obj["metadata"]["name"], f"event {reason}"))
+
+
+class ListingTransport:
+    """A Slurm cluster that lists `jobs` and numbers the jobs submitted to it from 500."""
+
+    def __init__(self, jobs: list[SlurmJob]) -> None:
+        self.jobs = jobs
+        self.submitted: list[Submission] = []
+
+    def server_version(self) -> str:
+        return "22.05.8"
+
+    def submit(self, submission: Submission) -> int:
+        self.submitted.append(submission)
+        return 499 + len(self.submitted)
+
+    def list_jobs(self) -> list[SlurmJob]:
+        return self.jobs
+
+    def cancel(self, job_id: int, user: str) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def step_object(name: str, status: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "apiVersion": "converged.dev/v1alpha1",
+        "kind": "WorkflowStep",
+        "metadata": {
+            "name": name,
+            "namespace": "team-a",
+            "uid": uid(name),
+            "generation": 1,
+            "finalizers": [FINALIZER],
+        },
+        "spec": {
+            "workflow": {"runId": "r", "rule": "map", "jobId": 1},
+            "backend": "slurm",
+            "slurm": {"cluster": "hpc"},
+            "command": ["true"],
+        },
+        "status": status or {},
+    }
+
+
+def job_of(name: str, job_id: int, state: JobState, reason: str = "") -> SlurmJob:
+    """Step `name`'s job, as Slurm lists it in `state`."""
+    ended = state == JobState.COMPLETED
+    return replace(
+        PENDING_JOB,
+        job_id=job_id,
+        comment=f"{COMMENT_PREFIX}{uid(name)}",
+        state=state,
+        reason=reason,
+        nodes="" if state == JobState.PENDING else "c1",
+        start_time=None if state == JobState.PENDING else T0,
+        exit_code=0 if ended else None,
+        end_time=T0 + timedelta(seconds=5) if ended else None,
+    )
+
+
+def view(job: SlurmJob | None) -> SlurmView:
+    spec = SlurmClusterSpec.model_validate(CLUSTER["spec"])
+    return SlurmView(cluster_name="hpc", cluster=spec, job=job, submitted_job_id=None, log_dir="/l", now=T0)
+
+
+def queued(name: str, job_id: int, reason: str) -> dict[str, Any]:
+    """The status the controller wrote at T0 for step `name`, its job pending for `reason`."""
+    step = WorkflowStep.model_validate(step_object(name))
+    intents = plan_slurm_step(step, view(job_of(name, job_id, JobState.PENDING, reason)))
+    status = next(i for i in intents if isinstance(i, WriteStatus)).status
+    return status.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def controller_over(
+    steps: list[dict[str, Any]], jobs: list[SlurmJob], tmp_path: Path
+) -> tuple[Controller, RecordingKube, ListingTransport, Clock]:
+    """A controller that has listed `steps` (not started: the test runs its cycle)."""
+    kube, transport, clock = RecordingKube(), ListingTransport(jobs), Clock()
+    controller = Controller(
+        cast(KubeAccess, kube),
+        ControllerSettings(log_dir=str(tmp_path), pending_reason_refresh=30.0),
+        transport_factory=lambda name, spec, read: transport,
+        clock=clock,
+    )
+    controller._on_event("SYNC", [kube.put(o) for o in steps])
+    return controller, kube, transport, clock
+
+
+def test_plan_ends_step_only_for_a_terminal_phase_the_step_does_not_show() -> None:
+    step = WorkflowStep.model_validate(step_object("a", queued("a", 16, "Resources")))
+
+    def writing(phase: Phase) -> list[Intent]:
+        return [WriteStatus(step.status.model_copy(update={"phase": phase})), Emit("Normal", phase.value, "")]
+
+    assert plan_ends_step(step, writing(Phase.SUCCEEDED))
+    assert plan_ends_step(step, writing(Phase.FAILED))
+    assert not plan_ends_step(step, writing(Phase.RUNNING))
+    assert not plan_ends_step(step, [Emit("Normal", "Succeeded", "")])  # an event alone writes no phase
+    done = WorkflowStep.model_validate(step_object("a", {**queued("a", 16, "Resources"), "phase": "Failed"}))
+    assert not plan_ends_step(done, writing(Phase.FAILED))  # already shown: a rewrite is no news
+
+
+def test_a_cycle_writes_the_ended_step_first_and_submits_new_work_in_the_same_cycle(tmp_path: Path) -> None:
+    steps = [
+        step_object("new"),  # not submitted yet
+        step_object("waits", queued("waits", 20, "Resources")),
+        step_object("starts", queued("starts", 21, "Priority")),
+        step_object("ends", queued("ends", 22, "Priority")),
+    ]
+    jobs = [
+        job_of("waits", 20, JobState.PENDING, "Priority"),  # Slurm changed its mind about the reason
+        job_of("starts", 21, JobState.RUNNING),
+        job_of("ends", 22, JobState.COMPLETED),
+    ]
+    controller, kube, transport, clock = controller_over(steps, jobs, tmp_path)
+
+    controller._poll_and_reconcile()
+    assert len(transport.submitted) == 1  # new work is never left for a later cycle
+    assert kube.writes == [
+        ("ends", "status Succeeded"),
+        ("ends", "event Succeeded"),
+        ("new", "status Queued"),
+        ("new", "event Queued"),
+        ("starts", "status Running"),
+        ("starts", "event Running"),
+    ]  # "waits": a new pending reason alone waits for the refresh interval
+
+    clock.now = T0 + timedelta(seconds=31)  # the refresh interval has passed for "waits"
+    kube.writes.clear()
+    controller._poll_and_reconcile()
+    assert kube.writes == [("waits", "status Queued")]  # no event: its phase did not change
+    assert kube.stored["waits"]["status"]["reason"] == "Priority"
+    assert len(transport.submitted) == 1
