@@ -1,4 +1,4 @@
-"""The controller's poll cycle: which writes go first, which wait.
+"""The controller's poll cycle: which writes go first, which wait, and which watch events are too old.
 
 The Kubernetes API and Slurm are our own edges here (KubeAccess, SlurmTransport): recording fakes
 stand in for them; the jobs are a real Slurm job record in the states Slurm later reports.
@@ -230,3 +230,22 @@ def test_a_cycle_writes_the_ended_step_first_and_submits_new_work_in_the_same_cy
     assert kube.writes == [("waits", "status Queued")]  # no event: its phase did not change
     assert kube.stored["waits"]["status"]["reason"] == "Priority"
     assert len(transport.submitted) == 1
+
+
+def test_a_watch_event_older_than_our_own_write_is_not_decided_on(tmp_path: Path) -> None:
+    before = step_object("s", queued("s", 20, "Resources"))
+    controller, kube, _, _ = controller_over([before], [job_of("s", 20, JobState.RUNNING)], tmp_path)
+    on_its_way = copy.deepcopy(kube.stored["s"])  # the watch's copy, not yet taken by the loop
+
+    controller._poll_and_reconcile()
+    assert kube.writes == [("s", "status Running"), ("s", "event Running")]
+    controller._on_event("MODIFIED", on_its_way)  # arrives after the write answered
+    assert kube.writes == [("s", "status Running"), ("s", "event Running")]  # not written, nor told, again
+    assert controller.steps[uid("s")]["status"]["phase"] == "Running"
+
+    controller._on_event("MODIFIED", copy.deepcopy(kube.stored["s"]))  # the write's own echo
+    assert (
+        controller.steps[uid("s")]["metadata"]["resourceVersion"]
+        == kube.stored["s"]["metadata"]["resourceVersion"]
+    )
+    assert len(kube.writes) == 2

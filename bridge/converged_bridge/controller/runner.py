@@ -208,6 +208,8 @@ class Controller:
             self._attempted.pop(uid, None)
             self._status_written.pop(uid, None)
             return
+        if _older(obj, self.steps.get(uid)):
+            return  # from before our own write's answer: deciding on it would write the past again
         self.steps[uid] = obj
         self._reconcile(uid)
 
@@ -571,6 +573,21 @@ def _settled(obj: dict[str, Any]) -> bool:
     """A step in a terminal phase that is not being deleted: no cycle needs to look at it again."""
     phase = (obj.get("status") or {}).get("phase")
     return phase in {p.value for p in TERMINAL_PHASES} and not obj["metadata"].get("deletionTimestamp")
+
+
+def _older(obj: dict[str, Any], held: dict[str, Any] | None) -> bool:
+    """`obj`, from the watch, is an older version of the step than `held`, the answer to our own write.
+
+    The watch delivers a step's versions in order, but behind the loop's own writes. Only integer
+    resourceVersions (etcd revisions, as kube-apiserver writes them) are compared; any other counts
+    as new, as before.
+    """
+    if held is None:
+        return False
+    try:
+        return int(obj["metadata"]["resourceVersion"]) < int(held["metadata"]["resourceVersion"])
+    except (KeyError, TypeError, ValueError):
+        return False
 
 
 def _cluster_of(step: WorkflowStep) -> str | None:
