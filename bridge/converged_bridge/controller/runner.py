@@ -151,7 +151,10 @@ class Controller:
             now = time.monotonic()
             if self._synced.is_set() and now >= next_poll:
                 self._guard(self._poll_and_reconcile)
-                next_poll = time.monotonic() + self.settings.poll_interval
+                # at a fixed rate, so a job's end waits at most one interval to be listed; yet never so
+                # soon after a long cycle that the watch's events would wait behind the next one
+                interval = self.settings.poll_interval
+                next_poll = max(now + interval, time.monotonic() + interval / 4)
             try:
                 kind, obj = self._events.get(timeout=max(0.0, next_poll - time.monotonic()))
             except queue.Empty:
