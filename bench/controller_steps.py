@@ -108,6 +108,7 @@ def main() -> int:
     parser.add_argument("--poll", type=float, default=2.0)
     parser.add_argument("--kubeconfig", default="/var/lib/converged-local/kubeconfig")
     parser.add_argument("--workdir", default="/var/lib/converged-local/shared/bench-slurm")
+    parser.add_argument("--per-step", help="write each step's times (JSON lines) to this file")
     args = parser.parse_args()
 
     run = f"bench-{uuid.uuid4().hex[:6]}"
@@ -258,6 +259,11 @@ def main() -> int:
         "status_writes_per_step": round(calls.get("patch-status", 0) / args.steps, 2),
     }
     print(json.dumps(result, indent=2), flush=True)
+    if args.per_step:
+        with open(args.per_step, "w") as f:
+            for n in sorted(created_at):
+                times = {"created": created_at[n], "submitted": submitted.get(n), "end": ends.get(n)}
+                f.write(json.dumps({"step": n, **times, "seen_terminal": seen.get(n)}) + "\n")
     # delete while the controller still runs: it releases each step's finalizer
     subprocess.run(
         [
