@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -57,13 +58,15 @@ class RecordingKube:
         self.stored: dict[str, dict[str, Any]] = {}
         self.writes: list[tuple[str, str]] = []  # (step name, what was written)
         self._rv = 100
+        self._lock = threading.Lock()  # the controller's appliers write from several threads
 
     def put(self, obj: dict[str, Any]) -> dict[str, Any]:
-        self._rv += 1
-        obj = copy.deepcopy(obj)
-        obj["metadata"]["resourceVersion"] = str(self._rv)
-        self.stored[obj["metadata"]["name"]] = obj
-        return copy.deepcopy(obj)
+        with self._lock:
+            self._rv += 1
+            obj = copy.deepcopy(obj)
+            obj["metadata"]["resourceVersion"] = str(self._rv)
+            self.stored[obj["metadata"]["name"]] = obj
+            return copy.deepcopy(obj)
 
     def list_slurm_clusters(self) -> list[dict[str, Any]]:
         return [CLUSTER]
@@ -215,14 +218,16 @@ def test_a_cycle_writes_the_ended_step_first_and_submits_new_work_in_the_same_cy
 
     controller._poll_and_reconcile()
     assert len(transport.submitted) == 1  # new work is never left for a later cycle
-    assert kube.writes == [
-        ("ends", "status Succeeded"),
-        ("ends", "event Succeeded"),
-        ("new", "status Queued"),
+    assert kube.writes[:2] == [("ends", "status Succeeded"), ("ends", "event Succeeded")]
+    # then the other plans, on the appliers: each step's own writes in order
+    assert sorted(kube.writes[2:]) == [
         ("new", "event Queued"),
-        ("starts", "status Running"),
+        ("new", "status Queued"),
         ("starts", "event Running"),
+        ("starts", "status Running"),
     ]  # "waits": a new pending reason alone waits for the refresh interval
+    for name in ("new", "starts"):
+        assert next(w for n, w in kube.writes if n == name).startswith("status")
 
     clock.now = T0 + timedelta(seconds=31)  # the refresh interval has passed for "waits"
     kube.writes.clear()

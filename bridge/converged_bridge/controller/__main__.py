@@ -32,6 +32,7 @@ class JsonFormatter(logging.Formatter):
 SETTING_HELP = {
     "poll_interval": "seconds between Slurm job listings (one query per cluster)",
     "pending_reason_refresh": "seconds: a waiting step's new reason alone is written at most this often",
+    "apply_workers": "threads that apply a poll cycle's plans (1: all on the loop thread)",
     "cluster_refresh": "seconds between re-reads of SlurmCluster objects",
     "namespace": "watch only this namespace (default: all)",
     "label_selector": "steps this controller drives (default: all but runs with an embedded controller)",

@@ -4,8 +4,9 @@ Reads: one LIST then one WATCH of WorkflowSteps (in a watcher thread), SlurmClus
 `cluster_refresh` seconds, and one Slurm job listing per cluster per `poll_interval` — never a
 request per step. Writes: finalizers, status (only when it changed; a waiting step's new reason
 alone at most every `pending_reason_refresh`) and events, all through `apply_intents`. A poll cycle
-decides for every unfinished step, applies the plans that end a step first, then all others in order
-(submissions of new steps included: new work never waits for a later cycle). Runs as a process
+decides for every unfinished step, applies the plans that end a step first, then all others
+(submissions of new steps included: new work never waits for a later cycle), those on
+`apply_workers` threads, one step's plan in order on one thread. Runs as a process
 (`python -m converged_bridge.controller`) or embedded in another Python process
 (`Controller.start()` / `stop()`), from the same code.
 """
@@ -17,6 +18,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -70,6 +72,7 @@ class ControllerSettings:
 
     poll_interval: float = 2.0  # seconds between Slurm job listings (one query per cluster)
     pending_reason_refresh: float = 30.0  # seconds: a waiting step's new reason alone is written this rarely
+    apply_workers: int = 4  # threads applying a cycle's plans (a burst of new steps); 1: on the loop thread
     cluster_refresh: float = 30.0  # seconds between re-reads of SlurmCluster objects
     namespace: str | None = None  # watch one namespace, or all
     label_selector: str = f"!{CONTROLLER_LABEL}"  # which steps are ours (default: not an embedded run's)
@@ -115,6 +118,7 @@ class Controller:
         self._stop = threading.Event()
         self._synced = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._appliers = ThreadPoolExecutor(max(1, self.settings.apply_workers), "converged-apply")
         self._kube_objects: dict[str, dict[str, dict[str, Any]]] = {}  # kind -> step uid -> object
         self._workloads: dict[str, dict[str, Any]] = {}  # owner uid -> Workload
         self._pods: dict[str, list[dict[str, Any]]] = {}  # step uid -> pods
@@ -138,6 +142,7 @@ class Controller:
         self._events.put(("STOP", None))
         for t in self._threads:
             t.join(timeout)
+        self._appliers.shutdown(wait=False, cancel_futures=True)
         for transport, _ in self._transports.values():
             transport.close()
 
@@ -287,8 +292,14 @@ class Controller:
                 self._guard(partial(self.apply_intents, uid, decided[1]))  # what everyone waits for: now
             else:
                 plans.append((uid, decided[1]))
-        for uid, intents in plans:
-            self._guard(partial(self.apply_intents, uid, intents))
+        # each step's own plan in order on one thread; steps apart. The loop waits, so only the appliers
+        # touch the controller's state meanwhile, each under its own step's UID.
+        applied = [partial(self.apply_intents, uid, intents) for uid, intents in plans]
+        if self.settings.apply_workers > 1 and len(applied) > 1:
+            list(self._appliers.map(self._guard, applied))
+        else:
+            for apply in applied:
+                self._guard(apply)
 
     def _observe_kubernetes(self) -> None:
         """One LIST per served operator kind, one of Workloads and one of step pods: a constant per cycle."""

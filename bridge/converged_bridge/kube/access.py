@@ -10,6 +10,7 @@ import base64
 import json
 import os
 import socket
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -92,14 +93,19 @@ class KubeAccess:
         self._core = client.CoreV1Api(api_client)
         self.field_manager = field_manager
         self.calls: Counter[str] = Counter()  # API requests made, by kind of request
+        self._calls_lock = threading.Lock()  # the controller's appliers count from several threads
         self._host = socket.gethostname()
 
     def _do(self, kind: str, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        self.calls[kind] += 1
+        self._count(kind)
         try:
             return fn(*args, **kwargs)
         except Exception as e:
             raise _translate(e, what) from e
+
+    def _count(self, kind: str) -> None:
+        with self._calls_lock:
+            self.calls[kind] += 1
 
     # --- WorkflowSteps ---
     def _steps_lister(self, namespace: str | None) -> tuple[Any, tuple[str, ...]]:
@@ -125,7 +131,7 @@ class KubeAccess:
         """(type, object) events after `resource_version`; BOOKMARK events keep it fresh. Ends on timeout."""
         from kubernetes import watch
 
-        self.calls["watch"] += 1
+        self._count("watch")
         w = watch.Watch()
         fn, args = self._steps_lister(namespace)
         stream = w.stream(
@@ -259,7 +265,7 @@ class KubeAccess:
     ) -> dict[str, Any]:
         from kubernetes.client.exceptions import ApiException
 
-        self.calls["create"] += 1
+        self._count("create")
         try:
             return cast(
                 dict[str, Any],
