@@ -149,3 +149,13 @@ def test_squeue_json_of_24_11_is_read_through_its_data_parser() -> None:
 def test_squeue_json_of_an_unknown_dialect_is_refused() -> None:
     with pytest.raises(PermanentBackendError, match=r"v0\.0\.99"):
         parse_squeue_json({"meta": {"plugin": {"data_parser": "data_parser/v0.0.99"}}, "jobs": []})
+
+
+def test_a_pending_jobs_start_estimate_is_not_its_start_time() -> None:
+    # 22.05's squeue puts the backfill scheduler's estimate in start_time, and moves it every pass
+    doc = load("squeue-pending-estimates.json")
+    assert {j["start_time"] for j in doc["jobs"]} == {0, 1795353840}
+    jobs = parse_jobs_v0038(doc)
+    assert {j.state for j in jobs} == {JobState.PENDING}
+    assert all(j.start_time is None for j in jobs)
+    assert {j.reason for j in jobs} == {"", "Resources", "Priority"}

@@ -167,14 +167,8 @@ def parse_job_v0038(job: Mapping[str, Any]) -> SlurmJob:
         if state in TERMINAL_STATES and isinstance(job.get("exit_code"), int):
             exit_code, signal = split_wait_status(job["exit_code"])
         limit = job.get("time_limit")
-        return _build_job(
-            job,
-            state,
-            exit_code,
-            signal,
-            _epoch(job.get("start_time")),
-            limit if isinstance(limit, int) else None,
-        )
+        start = _epoch(job.get("start_time")) if state != JobState.PENDING else None  # pending: an estimate
+        return _build_job(job, state, exit_code, signal, start, limit if isinstance(limit, int) else None)
     except (KeyError, TypeError, ValueError) as e:
         raise SlurmParseError(f"unexpected v0.0.38 job record: {e!r}") from e
 
