@@ -152,7 +152,7 @@ def test_squeue_json_of_an_unknown_dialect_is_refused() -> None:
 
 
 def test_a_pending_jobs_start_estimate_is_not_its_start_time() -> None:
-    # 22.05's squeue puts the backfill scheduler's estimate in start_time, and moves it every pass
+    # 22.05's squeue puts the backfill scheduler's estimate in start_time for jobs not started yet
     doc = load("squeue-pending-estimates.json")
     assert {j["start_time"] for j in doc["jobs"]} == {0, 1795353840}
     jobs = parse_jobs_v0038(doc)
