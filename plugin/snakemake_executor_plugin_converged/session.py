@@ -86,8 +86,8 @@ class RunSession:
 
     def close(self) -> None:
         if self.controller is not None:
-            # The watch thread sits in a WATCH request until it times out; it is a daemon thread and
-            # stops at its next event, so do not hold snakemake's exit for it (stop()'s default: 10 s).
+            # stop() does not wait for the watch thread (a daemon blocked in its WATCH request); the
+            # loop thread ends at once, an apply in flight within a request's time
             self.controller.stop(timeout=1.0)
             self.controller = None
 

@@ -66,6 +66,9 @@ from converged_bridge.slurm.transport import SlurmTransport
 log = logging.getLogger("converged.controller")
 
 
+WATCH_THREAD = "converged-watch"
+
+
 @dataclass(frozen=True)
 class ControllerSettings:
     """How the controller runs. Every field has a command-line flag of the same name."""
@@ -141,14 +144,15 @@ class Controller:
         self._stop.set()
         self._events.put(("STOP", None))
         for t in self._threads:
-            t.join(timeout)
+            if t.name != WATCH_THREAD:  # blocked in a WATCH until its next event or timeout; a daemon
+                t.join(timeout)  # thread that returns at its next event: no exit waits for it
         self._appliers.shutdown(wait=False, cancel_futures=True)
         for transport, _ in self._transports.values():
             transport.close()
 
     def run(self) -> None:
         """The loop; returns when stop() is called."""
-        watcher = threading.Thread(target=self._watch, name="converged-watch", daemon=True)
+        watcher = threading.Thread(target=self._watch, name=WATCH_THREAD, daemon=True)
         self._threads.append(watcher)
         watcher.start()
         next_poll = 0.0
