@@ -7,7 +7,6 @@ stand in for them; the jobs are a real Slurm job record in the states Slurm late
 from __future__ import annotations
 
 import copy
-import json
 import threading
 import uuid
 from dataclasses import replace
@@ -22,29 +21,13 @@ from converged_bridge.controller.runner import Controller, ControllerSettings
 from converged_bridge.controller.slurm_reconcile import SlurmView, plan_slurm_step
 from converged_bridge.controller.status import plan_ends_step
 from converged_bridge.kube.access import KubeAccess
-from converged_bridge.slurm.jobs import COMMENT_PREFIX, JobState, SlurmJob, parse_jobs_v0038
+from converged_bridge.slurm.jobs import COMMENT_PREFIX, JobState, SlurmJob
 from converged_bridge.slurm.transport import Submission
+from tests.unit.test_slurm_reconcile import CLUSTER_SPEC, JOBS
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "slurm-22.05"
-PENDING_JOB = next(
-    j for j in parse_jobs_v0038(json.loads((DATA / "squeue.json").read_text())) if j.job_id == 16
-)
+PENDING_JOB = JOBS[16]
 T0 = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
-CLUSTER = {
-    "metadata": {"name": "hpc"},
-    "spec": {
-        "transport": "cli",
-        "containerRuntime": "none",
-        "defaults": {"partition": "cpu"},
-        "userMapping": [
-            {
-                "namespace": "team-a",
-                "user": "alice",
-                "tokenSecretRef": {"namespace": "converged-system", "name": "t", "key": "token"},
-            }
-        ],
-    },
-}
+CLUSTER = {"metadata": {"name": "hpc"}, "spec": CLUSTER_SPEC}
 
 
 def uid(name: str) -> str:

@@ -29,20 +29,19 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "slurm-22.05"
 UID = "0f8fad5b-d9cb-469f-a165-70867728950e"
 NOW = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
 JOBS = {j.job_id: j for j in parse_jobs_v0038(json.loads((DATA / "squeue.json").read_text()))}
-CLUSTER = SlurmClusterSpec.model_validate(
-    {
-        "transport": "cli",
-        "containerRuntime": "none",
-        "defaults": {"partition": "cpu"},
-        "userMapping": [
-            {
-                "namespace": "team-a",
-                "user": "alice",
-                "tokenSecretRef": {"namespace": "converged-system", "name": "t", "key": "token"},
-            }
-        ],
-    }
-)
+CLUSTER_SPEC: dict[str, Any] = {  # a SlurmCluster's spec as the API holds it
+    "transport": "cli",
+    "containerRuntime": "none",
+    "defaults": {"partition": "cpu"},
+    "userMapping": [
+        {
+            "namespace": "team-a",
+            "user": "alice",
+            "tokenSecretRef": {"namespace": "converged-system", "name": "t", "key": "token"},
+        }
+    ],
+}
+CLUSTER = SlurmClusterSpec.model_validate(CLUSTER_SPEC)
 
 
 def make_step(
