@@ -159,14 +159,6 @@ class RouteDecision:
     local_queue: str | None = None
     expected_wait_seconds: float | None = None
 
-    def same_target(self, other: RouteDecision) -> bool:
-        return (self.backend, self.slurm_cluster, self.slurm_partition, self.local_queue) == (
-            other.backend,
-            other.slurm_cluster,
-            other.slurm_partition,
-            other.local_queue,
-        )
-
     @property
     def target(self) -> str:
         """`cluster/partition` on Slurm, `namespace/localqueue` on Kueue, `-` for a refusal."""
@@ -243,26 +235,6 @@ def charge(
         for q in capacity.kueue
     )
     return replace(capacity, kueue=queues)
-
-
-def wait_at(
-    request: StepRequest, capacity: CapacityView, decision: RouteDecision, weights: SiteWeights
-) -> float | None:
-    """The expected wait (unweighted, as `RouteDecision.expected_wait_seconds`) of `request` at the
-    target of `decision` in `capacity`; None when that target is gone or its capacity unknown."""
-    if decision.backend == Backend.SLURM:
-        for c in capacity.slurm:
-            if c.name == decision.slurm_cluster and c.partitions is not None:
-                for p in c.partitions:
-                    if p.name == decision.slurm_partition:
-                        return weights.slurm_startup_seconds + _slurm_wait(request, p, weights)
-        return None
-    for q in capacity.kueue:
-        if q.local_queue == decision.local_queue:
-            flavors = _kueue_flavors(request, q)
-            if flavors:
-                return weights.kueue_startup_seconds + _kueue_wait(request, q, flavors, weights)
-    return None
 
 
 def _candidates(

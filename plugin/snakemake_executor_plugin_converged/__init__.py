@@ -224,14 +224,14 @@ class Executor(RemoteExecutor):
             storage.shared_fs_usage = frozenset(storage.shared_fs_usage - {SharedFSUsage.SOURCE_CACHE})
         self._python: str | None = None
         self._cancelling = False
-        # a placed step counts against the capacity snapshot until its controller submitted it and the
-        # daemon mirrored it: a poll of ours and one mirror cycle (10 s by default) with margin
         self.parse_resources = ResourceParser(
             default_backend=Preference(settings.default_backend),
             default_image=settings.image,
             default_slurm_image=settings.slurm_image,
             default_local_queue=settings.local_queue,
         )
+        # a placed step counts against the capacity snapshot until its controller submitted it and the
+        # daemon mirrored it: a poll of ours and one mirror cycle (10 s by default) with margin
         self.placements = Placements(self.weights, settle_seconds=settings.poll_interval + 15.0)
         from converged_bridge.kube.access import current_namespace
         from snakemake_executor_plugin_converged.session import RunSession

@@ -80,7 +80,8 @@ class Mirror:
         self._transports: dict[str, tuple[SlurmTransport, SlurmClusterSpec]] = {}
         self._apply_errors: dict[str, str] = {}
         self._node_uids: dict[str, str] = {}  # written by cycles, read by the heartbeat thread
-        self._renewed: dict[str, float] = {}  # node name -> monotonic time of its last heartbeat
+        # (node name, uid) -> monotonic time of its last heartbeat: a recreated Node is a new key
+        self._renewed: dict[tuple[str, str], float] = {}
         self.cycles = 0
         self.last_cycle_end = 0.0  # monotonic; 0 before the first cycle ends
         self._stop = threading.Event()
@@ -193,12 +194,8 @@ class Mirror:
             for cluster in served
             for name, node in observed.cluster(names.label_value(cluster)).nodes.items()
         }
-        for gone in set(self._node_uids) - set(uids):
-            self._renewed.pop(gone, None)
-        for name, uid in uids.items():
-            if self._node_uids.get(name) != uid:  # recreated: its Lease is renewed at once
-                self._renewed.pop(name, None)
         self._node_uids = uids
+        self._renewed = {key: t for key, t in self._renewed.items() if uids.get(key[0]) == key[1]}
 
     def _read_slurm(self, name: str, spec: SlurmClusterSpec, refresh: bool) -> Reading:
         try:
@@ -244,10 +241,8 @@ class Mirror:
             try:
                 if isinstance(action, Apply):
                     result = self._apply(ref, action)
-                    uid = str(result.get("metadata", {}).get("uid", ""))
-                    if ref.plural == "nodes" and self._node_uids.get(ref.name) != uid:
-                        self._node_uids[ref.name] = uid  # created (or recreated) now
-                        self._renewed.pop(ref.name, None)
+                    if ref.plural == "nodes":
+                        self._node_uids[ref.name] = str(result.get("metadata", {}).get("uid", ""))
                     report.writes.append(
                         f"apply{'/' + action.subresource if action.subresource else ''} {ref}"
                     )
@@ -258,7 +253,6 @@ class Mirror:
                     self._metrics.writes.labels(f"delete-{ref.plural}").inc()
                     if ref.plural == "nodes":
                         self._node_uids.pop(ref.name, None)
-                        self._renewed.pop(ref.name, None)
                 log.debug("%s %s (%s)", type(action).__name__, ref, action.reason)
             except BackendError as e:
                 errors.append(f"{type(action).__name__.lower()} {ref}: {e}")
@@ -289,7 +283,7 @@ class Mirror:
         now = time.monotonic()
         renewed = 0
         for name, uid in sorted(dict(self._node_uids).items()):
-            if not uid or now - self._renewed.get(name, 0.0) < self.settings.node_lease_renew:
+            if not uid or now - self._renewed.get((name, uid), 0.0) < self.settings.node_lease_renew:
                 continue
             body = build_node_lease(name, uid, self._clock(), self.settings.node_lease_seconds)
             try:
@@ -299,7 +293,7 @@ class Mirror:
             except BackendError as e:
                 log.warning("heartbeat of node %s failed: %s", name, e)
                 continue
-            self._renewed[name] = now
+            self._renewed[name, uid] = now
             renewed += 1
             self._metrics.heartbeats.inc()
         return renewed

@@ -23,7 +23,6 @@ from converged_bridge.routing import (
     charge,
     route,
     route_batch,
-    wait_at,
 )
 from tests.unit.test_routing import BOTH, CPU, GPU, REAL, SLURM
 
@@ -62,13 +61,13 @@ def test_gpu_steps_take_gpus_of_their_model() -> None:
 
 
 def test_charging_only_lengthens_the_wait_at_the_target() -> None:
-    step = req()
+    step = req(slurm_partition="cpu")  # pinned: every decision is the wait at cpu
     d = route(step, SLURM_ONLY, W)
     waits = []
     view = SLURM_ONLY
     for _ in range(12):
         view = charge(view, step, d)
-        waits.append(wait_at(step, view, d, W))
+        waits.append(route(step, view, W).expected_wait_seconds)
     assert waits == sorted(waits)  # type: ignore[type-var]
     assert waits[0] == d.expected_wait_seconds and waits[-1] > waits[0]  # type: ignore[operator]
 
