@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from converged_bridge.capacity_view import map_kueue_queue, map_operators, map_slurm_clusters
 from converged_bridge.errors import BackendError, PermanentBackendError
 from converged_bridge.routing import CapacityView, KueueQueueView
+from converged_bridge.timing import due
 
 if TYPE_CHECKING:
     from converged_bridge.controller.runner import Controller
@@ -42,7 +43,7 @@ class RunSession:
         self._capacity_refresh = capacity_refresh
         self._clock = clock
         self._capacity: CapacityView | None = None
-        self._capacity_read_at = 0.0
+        self._capacity_read_at: float | None = None  # by `clock`; None: never read
         self._api_client: Any = None
         self.controller: Controller | None = None
 
@@ -95,7 +96,7 @@ class RunSession:
     def capacity(self) -> CapacityView:
         """The capacity snapshot, read again when older than `capacity_refresh` seconds."""
         now = self._clock()
-        if self._capacity is None or now - self._capacity_read_at >= self._capacity_refresh:
+        if self._capacity is None or due(self._capacity_read_at, now, self._capacity_refresh):
             self._capacity = self._read_capacity()
             self._capacity_read_at = now
         return self._capacity

@@ -14,7 +14,6 @@ import signal
 import socket
 import sys
 import threading
-import time
 from dataclasses import fields
 from types import FrameType
 
@@ -22,6 +21,7 @@ from converged_bridge.controller.__main__ import JsonFormatter, add_settings_arg
 from converged_bridge.controller.runner import Controller
 from converged_bridge.kube.access import KubeAccess, load_api_client
 from converged_bridge.kube.apply import KubeObjects
+from converged_bridge.timing import Monotonic, due, monotonic
 from converged_daemon.leader import ElectionSettings, LeaderElector
 from converged_daemon.metrics import DaemonMetrics
 from converged_daemon.mirror import Mirror, MirrorSettings
@@ -47,7 +47,14 @@ HELP = {
 class Daemon:
     """What the leader runs: the mirror loop (a thread) and, unless disabled, the controller."""
 
-    def __init__(self, api_client: object, mirror_settings: MirrorSettings, args: argparse.Namespace) -> None:
+    def __init__(
+        self,
+        api_client: object,
+        mirror_settings: MirrorSettings,
+        args: argparse.Namespace,
+        monotonic_clock: Monotonic = monotonic,
+    ) -> None:
+        self._monotonic = monotonic_clock
         self.metrics = DaemonMetrics()
         self._api = api_client
         self._mirror_settings = mirror_settings
@@ -57,11 +64,12 @@ class Daemon:
         self.mirror: Mirror | None = None
         self._mirror_thread: threading.Thread | None = None
         self._controller: Controller | None = None
-        self.started = time.monotonic()
+        self._leading_since: float | None = None  # monotonic; None while not leading
 
     def start_leading(self) -> None:
         with self._lock:
             self.metrics.leader.set(1)
+            self._leading_since = self._monotonic()
             self.mirror = Mirror(
                 KubeObjects(self._api, field_manager=FIELD_MANAGER),
                 self._kube.read_secret_key,
@@ -89,14 +97,18 @@ class Daemon:
             if self._controller is not None:
                 self._controller.stop()
             self.mirror, self._mirror_thread, self._controller = None, None, None
+            self._leading_since = None
 
     def alive(self) -> bool:
         """Live unless the leader's mirror loop has stopped cycling (three intervals and a margin)."""
         mirror = self.mirror
         if mirror is None:
             return True
-        last = mirror.last_cycle_end or self.started
-        return time.monotonic() - last < 3 * self._mirror_settings.interval + 60
+        # before its first cycle ends, the loop has had since leadership began
+        last = mirror.last_cycle_end if mirror.last_cycle_end is not None else self._leading_since
+        if last is None:  # leadership is being handed over this instant
+            return True
+        return not due(last, self._monotonic(), 3 * self._mirror_settings.interval + 60)
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, MirrorSettings, ElectionSettings]:
@@ -152,8 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     def ready() -> bool:
-        recent = time.monotonic() - elector.last_attempt < 3 * election_settings.retry_period + 10
-        return elector.reachable and recent
+        return elector.reachable and elector.attempted_within(3 * election_settings.retry_period + 10)
 
     health = HealthServer(
         (args.health_address, args.health_port), daemon.metrics.registry, alive=daemon.alive, ready=ready

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from converged_bridge.errors import BackendError
 from converged_bridge.kube.access import NotFound
 from converged_bridge.kube.apply import KubeObjects
+from converged_bridge.timing import Monotonic, WallClock, due, monotonic, utc_now
 from converged_daemon.election import LeaseRecord, Step, build_lease, decide, parse_lease
 
 log = logging.getLogger("converged.daemon.leader")
@@ -41,7 +40,8 @@ class LeaderElector:
         *,
         on_started: Callable[[], None],
         on_stopped: Callable[[], None],
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: WallClock = utc_now,
+        monotonic_clock: Monotonic = monotonic,
     ) -> None:
         self._objects = objects
         self.identity = identity
@@ -49,40 +49,50 @@ class LeaderElector:
         self._on_started = on_started
         self._on_stopped = on_stopped
         self._clock = clock
+        self._monotonic = monotonic_clock
         self._stop = threading.Event()
         self._seen: tuple[tuple[str | None, str | None], float] | None = None  # record key, first seen
-        self._last_renew = 0.0
+        self._last_renew: float | None = None  # monotonic; None: never renewed
         self.leading = False
         self.reachable = False  # the API server answered the last attempt
-        self.last_attempt = 0.0
+        self.last_attempt: float | None = None  # monotonic; None: no attempt yet
 
     def run(self) -> None:
         """Until stop(): try, and start or stop leading as the Lease says."""
         while not self._stop.is_set():
-            self.last_attempt = time.monotonic()
-            try:
-                holds = self._try()
-                self.reachable = True
-            except BackendError as e:
-                self.reachable = False
-                holds = self.leading and time.monotonic() - self._last_renew < self._s.renew_deadline
-                log.warning("leader election: %s", e)
-            if holds and not self.leading:
-                log.info("%s: started leading", self.identity)
-                self.leading = True
-                self._on_started()
-            elif not holds and self.leading:
-                log.warning("%s: stopped leading", self.identity)
-                self.leading = False
-                self._on_stopped()
+            self.attempt()
             self._stop.wait(self._s.retry_period)
         if self.leading:
             self.leading = False
             self._on_stopped()
             self._release()
 
+    def attempt(self) -> None:
+        """One round: read the Lease, take or renew it if we may, start or stop leading."""
+        self.last_attempt = self._monotonic()
+        try:
+            holds = self._try()
+            self.reachable = True
+        except BackendError as e:
+            self.reachable = False
+            # unreachable: keep leading only while our last renewal is younger than the deadline
+            holds = self.leading and not due(self._last_renew, self._monotonic(), self._s.renew_deadline)
+            log.warning("leader election: %s", e)
+        if holds and not self.leading:
+            log.info("%s: started leading", self.identity)
+            self.leading = True
+            self._on_started()
+        elif not holds and self.leading:
+            log.warning("%s: stopped leading", self.identity)
+            self.leading = False
+            self._on_stopped()
+
     def stop(self) -> None:
         self._stop.set()
+
+    def attempted_within(self, seconds: float) -> bool:
+        """The last attempt to lead (won or not) began less than `seconds` ago; False before the first."""
+        return not due(self.last_attempt, self._monotonic(), seconds)
 
     def _read(self) -> LeaseRecord | None:
         try:
@@ -93,7 +103,7 @@ class LeaderElector:
 
     def _try(self) -> bool:
         record = self._read()
-        now = time.monotonic()
+        now = self._monotonic()
         if record is not None and (self._seen is None or self._seen[0] != record.key):
             self._seen = (record.key, now)
         observed_for = now - self._seen[1] if self._seen else 0.0
@@ -107,7 +117,7 @@ class LeaderElector:
             self._objects.create(*COORDINATION, body, namespace=self._s.namespace)
         else:  # renew or acquire: fails with Conflict when another process wrote first
             self._objects.replace(*COORDINATION, self._s.name, body, namespace=self._s.namespace)
-        self._last_renew = time.monotonic()
+        self._last_renew = self._monotonic()
         return True
 
     def _release(self) -> None:

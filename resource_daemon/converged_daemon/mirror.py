@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -26,6 +26,7 @@ from converged_bridge.kube.access import NotFound
 from converged_bridge.kube.apply import KubeObjects
 from converged_bridge.slurm.capacity import CapacitySnapshot, CapacitySource
 from converged_bridge.slurm.transport import SlurmTransport
+from converged_bridge.timing import Monotonic, WallClock, due, monotonic, utc_now
 from converged_daemon import names
 from converged_daemon.actions import Action, Apply, Delete, ObjectRef
 from converged_daemon.election import micro_time
@@ -69,7 +70,8 @@ class Mirror:
         *,
         metrics: DaemonMetrics | None = None,
         transport_factory: TransportFactory = build_transport,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: WallClock = utc_now,
+        monotonic_clock: Monotonic = monotonic,
     ) -> None:
         self._objects = objects
         self._read_secret = read_secret
@@ -77,13 +79,15 @@ class Mirror:
         self._metrics = metrics or DaemonMetrics()
         self._transport_factory = transport_factory
         self._clock = clock
+        self._monotonic = monotonic_clock
         self._transports: dict[str, tuple[SlurmTransport, SlurmClusterSpec]] = {}
         self._apply_errors: dict[str, str] = {}
         self._node_uids: dict[str, str] = {}  # written by cycles, read by the heartbeat thread
-        # (node name, uid) -> monotonic time of its last heartbeat: a recreated Node is a new key
+        # (node name, uid) -> monotonic time of its last heartbeat: a recreated Node is a new key,
+        # and a key that is absent was never renewed (due at once, however young the clock is)
         self._renewed: dict[tuple[str, str], float] = {}
         self.cycles = 0
-        self.last_cycle_end = 0.0  # monotonic; 0 before the first cycle ends
+        self.last_cycle_end: float | None = None  # monotonic; None before the first cycle ends
         self._stop = threading.Event()
 
     # --- hosting ---
@@ -94,7 +98,7 @@ class Mirror:
         beats = threading.Thread(target=self._heartbeat_loop, name="converged-heartbeat", daemon=True)
         beats.start()
         while not self._stop.is_set():
-            started = time.monotonic()
+            started = self._monotonic()
             try:
                 report = self.cycle()
                 if report.writes or report.errors:
@@ -107,7 +111,7 @@ class Mirror:
                     )
             except Exception:
                 log.exception("mirror cycle failed; continuing")
-            self._stop.wait(max(0.0, self.settings.interval - (time.monotonic() - started)))
+            self._stop.wait(max(0.0, self.settings.interval - (self._monotonic() - started)))
 
     def stop(self) -> None:
         self._stop.set()
@@ -126,7 +130,7 @@ class Mirror:
 
     # --- one cycle ---
     def cycle(self) -> CycleReport:
-        started = time.monotonic()
+        started = self._monotonic()
         report = CycleReport()
         clusters = self._objects.list_objects("converged.dev", "v1alpha1", "slurmclusters")
         observed = group_observed(
@@ -179,9 +183,9 @@ class Mirror:
             plan_orphans([c["metadata"]["name"] for c in clusters], observed), report
         )
         self.cycles += 1
-        self.last_cycle_end = time.monotonic()
+        self.last_cycle_end = ended = self._monotonic()
         self._metrics.cycles.inc()
-        self._metrics.cycle_seconds.observe(self.last_cycle_end - started)
+        self._metrics.cycle_seconds.observe(ended - started)
         return report
 
     def _track_nodes(self, observed: ObservedObjects, served: Collection[str]) -> None:
@@ -280,10 +284,10 @@ class Mirror:
 
     def heartbeat(self) -> int:
         """Renew the Lease of every virtual Node whose last renewal is `node_lease_renew` old."""
-        now = time.monotonic()
+        now = self._monotonic()
         renewed = 0
         for name, uid in sorted(dict(self._node_uids).items()):
-            if not uid or now - self._renewed.get((name, uid), 0.0) < self.settings.node_lease_renew:
+            if not uid or not due(self._renewed.get((name, uid)), now, self.settings.node_lease_renew):
                 continue
             body = build_node_lease(name, uid, self._clock(), self.settings.node_lease_seconds)
             try:

@@ -23,6 +23,7 @@ from converged_bridge.controller.status import plan_ends_step
 from converged_bridge.kube.access import KubeAccess
 from converged_bridge.slurm.jobs import COMMENT_PREFIX, JobState, SlurmJob
 from converged_bridge.slurm.transport import Submission
+from tests.unit.clocks import ManualClock
 from tests.unit.test_slurm_reconcile import CLUSTER_SPEC, JOBS
 
 PENDING_JOB = JOBS[16]
@@ -98,14 +99,6 @@ class ListingTransport:
         return None
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 def step_object(name: str, status: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "apiVersion": "converged.dev/v1alpha1",
@@ -158,14 +151,16 @@ def queued(name: str, job_id: int, reason: str) -> dict[str, Any]:
 
 def controller_over(
     steps: list[dict[str, Any]], jobs: list[SlurmJob], tmp_path: Path
-) -> tuple[Controller, RecordingKube, ListingTransport, Clock]:
-    """A controller that has listed `steps` (not started: the test runs its cycle)."""
-    kube, transport, clock = RecordingKube(), ListingTransport(jobs), Clock()
+) -> tuple[Controller, RecordingKube, ListingTransport, ManualClock]:
+    """A controller that has listed `steps` (not started: the test runs its cycle), in a process
+    started seconds after boot."""
+    kube, transport, clock = RecordingKube(), ListingTransport(jobs), ManualClock(wall=T0)
     controller = Controller(
         cast(KubeAccess, kube),
         ControllerSettings(log_dir=str(tmp_path), pending_reason_refresh=30.0),
         transport_factory=lambda name, spec, read: transport,
-        clock=clock,
+        clock=clock.wall,
+        monotonic_clock=clock.monotonic,
     )
     controller._on_event("SYNC", [kube.put(o) for o in steps])
     return controller, kube, transport, clock
@@ -212,7 +207,7 @@ def test_a_cycle_writes_the_ended_step_first_and_submits_new_work_in_the_same_cy
     for name in ("new", "starts"):
         assert next(w for n, w in kube.writes if n == name).startswith("status")
 
-    clock.now = T0 + timedelta(seconds=31)  # the refresh interval has passed for "waits"
+    clock.advance(31)  # the refresh interval has passed for "waits"
     kube.writes.clear()
     controller._poll_and_reconcile()
     assert kube.writes == [("waits", "status Queued")]  # no event: its phase did not change

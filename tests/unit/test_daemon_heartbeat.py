@@ -15,6 +15,7 @@ from converged_bridge.api.slurmcluster import SlurmClusterSpec
 from converged_bridge.errors import BackendError
 from converged_daemon import names
 from converged_daemon.mirror import Mirror, MirrorSettings
+from tests.unit.clocks import ManualClock
 
 
 class Objects:
@@ -70,9 +71,20 @@ def unreachable(name: str, spec: SlurmClusterSpec, read_secret: Any) -> Any:
     raise BackendError("connection refused")
 
 
-def mirror(objects: Objects, clusters: tuple[str, ...] = (), renew: float = 3600.0) -> Mirror:
+def mirror(
+    objects: Objects, clusters: tuple[str, ...] = (), renew: float = 3600.0, clock: ManualClock | None = None
+) -> Mirror:
+    """A daemon started on a machine that booted seconds ago (unless `clock` says otherwise)."""
+    clock = clock or ManualClock()
     settings = MirrorSettings(clusters=clusters, node_lease_renew=renew)
-    return Mirror(objects, lambda *a: "", settings, transport_factory=unreachable)  # type: ignore[arg-type]
+    return Mirror(
+        objects,  # type: ignore[arg-type]
+        lambda *a: "",
+        settings,
+        transport_factory=unreachable,
+        clock=clock.wall,
+        monotonic_clock=clock.monotonic,
+    )
 
 
 @pytest.fixture
@@ -92,10 +104,25 @@ def test_a_daemon_renews_only_the_nodes_of_the_clusters_it_mirrors(objects: Obje
 
 
 def test_an_unfiltered_daemon_renews_every_cluster_once_per_period(objects: Objects) -> None:
-    m = mirror(objects)
+    clock = ManualClock()
+    m = mirror(objects, renew=10.0, clock=clock)
     m.cycle()
     assert m.heartbeat() == 2 and m.heartbeat() == 0  # the next is due in node_lease_renew seconds
     assert set(objects.leases()) == {"slurm-ours-cpu", "slurm-theirs-cpu"}
+    clock.advance(9.9)
+    assert m.heartbeat() == 0
+    clock.advance(0.1)
+    assert m.heartbeat() == 2
+
+
+def test_a_daemon_started_at_boot_renews_at_once() -> None:
+    """A monotonic clock of 0.0 is a real reading (a time namespace just made), not "never"."""
+    objects = Objects()
+    objects.add_cluster("ours")
+    objects.add_node("ours")
+    m = mirror(objects, renew=10.0, clock=ManualClock(start=0.0))
+    m.cycle()
+    assert m.heartbeat() == 1
 
 
 def test_a_node_deleted_behind_our_back_is_forgotten(objects: Objects) -> None:

@@ -7,18 +7,11 @@ from dataclasses import replace
 
 from converged_bridge.routing import CapacityView, SiteWeights, StepRequest
 from snakemake_executor_plugin_converged.placements import Placements
+from tests.unit.clocks import ManualClock
 from tests.unit.test_routing import SLURM
 
 SNAPSHOT = CapacityView(slurm=(SLURM,))  # cpu: 8 idle CPUs, gpu: 4 idle CPUs (and 2 a100)
 STEP = StepRequest(rule="r")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def place(placements: Placements, snapshot: CapacityView, n: int, first: int = 0) -> Counter[str]:
@@ -31,23 +24,23 @@ def place(placements: Placements, snapshot: CapacityView, n: int, first: int = 0
 
 
 def test_one_job_at_a_time_a_burst_spreads_as_the_snapshot_fills() -> None:
-    placements = Placements(SiteWeights(), settle_seconds=20, clock=Clock())
+    placements = Placements(SiteWeights(), settle_seconds=20, clock=ManualClock().monotonic)
     assert place(placements, SNAPSHOT, 12) == {"site/cpu": 8, "site/gpu": 4}
 
 
 def test_a_new_snapshot_keeps_the_charges_it_cannot_show_yet() -> None:
-    clock = Clock()
-    placements = Placements(SiteWeights(), settle_seconds=20, clock=clock)
+    clock = ManualClock()
+    placements = Placements(SiteWeights(), settle_seconds=20, clock=clock.monotonic)
     place(placements, SNAPSHOT, 8)
-    clock.now += 5
+    clock.advance(5)
     fresh = replace(SNAPSHOT)  # read again, but the daemon has not mirrored our 8 steps yet
     assert placements.route(STEP, fresh).target == "site/gpu"
-    clock.now += 20  # settled: the snapshot read now counts them itself
+    clock.advance(20)  # settled: the snapshot read now counts them itself
     assert placements.route(STEP, replace(SNAPSHOT)).target == "site/cpu" and len(placements) == 0
 
 
 def test_a_finished_step_gives_its_capacity_back_at_once() -> None:
-    placements = Placements(SiteWeights(), settle_seconds=20, clock=Clock())
+    placements = Placements(SiteWeights(), settle_seconds=20, clock=ManualClock().monotonic)
     place(placements, SNAPSHOT, 12)
     assert placements.route(STEP, SNAPSHOT).expected_wait_seconds > 2.0  # type: ignore[operator]
     placements.finished("step-3")  # one of the cpu steps

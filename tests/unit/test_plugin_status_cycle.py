@@ -12,6 +12,7 @@ from converged_bridge.routing import SiteWeights
 from snakemake_executor_plugin_converged import Executor
 from snakemake_executor_plugin_converged.placements import Placements
 from snakemake_executor_plugin_converged.session import RunSession
+from tests.unit.clocks import ManualClock
 
 
 class CountingSteps:
@@ -59,7 +60,7 @@ def test_one_list_per_cycle_for_1000_active_steps() -> None:
     executor = Executor.__new__(Executor)
     executor._cancelling = False
     executor.placements = Placements(SiteWeights(), settle_seconds=20)
-    executor.session = RunSession(steps, namespace="team-a", run_id="sm-1")  # type: ignore[arg-type]
+    executor.session = RunSession(steps, namespace="team-a", run_id="sm-1", clock=ManualClock().monotonic)  # type: ignore[arg-type]
     executor.status_rate_limiter = Throttler(rate_limit=10, period=1)
     executor.logger = Recorder()
     succeeded: list[str] = []
@@ -89,7 +90,7 @@ def test_cancel_deletes_the_unfinished_steps_and_keeps_the_record_of_the_finishe
     steps = CountingSteps(
         {"sm-1-a-1": "Succeeded", "sm-1-b-2": "Running", "sm-1-c-3": "Queued", "sm-1-d-4": "Failed"}
     )
-    session = RunSession(steps, namespace="team-a", run_id="sm-1")  # type: ignore[arg-type]
+    session = RunSession(steps, namespace="team-a", run_id="sm-1", clock=ManualClock().monotonic)  # type: ignore[arg-type]
     assert session.cancel(timeout=5) == []
     assert steps.deleted == ["sm-1-b-2", "sm-1-c-3"]
     assert sorted(steps.phases) == ["sm-1-a-1", "sm-1-d-4"]

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,7 @@ from converged_bridge.kueue.reconcile import KINDS, OPERATOR_KINDS, KueueView, p
 from converged_bridge.slurm.batch_script import build_secret_env_file
 from converged_bridge.slurm.jobs import SlurmJob, index_by_step
 from converged_bridge.slurm.transport import SlurmTransport
+from converged_bridge.timing import Monotonic, WallClock, due, monotonic, utc_now
 
 log = logging.getLogger("converged.controller")
 
@@ -102,12 +103,14 @@ class Controller:
         settings: ControllerSettings | None = None,
         *,
         transport_factory: TransportFactory = build_transport,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: WallClock = utc_now,
+        monotonic_clock: Monotonic = monotonic,
     ) -> None:
         self.kube = kube
         self.settings = settings or ControllerSettings()
         self._transport_factory = transport_factory
         self._clock = clock
+        self._monotonic = monotonic_clock
         self.steps: dict[str, dict[str, Any]] = {}  # uid -> latest object seen
         self.clusters: dict[str, SlurmClusterSpec] = {}
         self._transports: dict[str, tuple[SlurmTransport, SlurmClusterSpec]] = {}
@@ -116,7 +119,7 @@ class Controller:
         self._submitted: dict[str, int] = {}  # uid -> job id, until the listing shows the job
         self._attempted: dict[str, int] = {}  # uid -> snapshot seq at the last submit attempt
         self._status_written: dict[str, datetime] = {}  # uid -> our last status write (or first sight)
-        self._clusters_read_at = 0.0
+        self._clusters_read_at: float | None = None  # monotonic; None: never read
         self._events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._stop = threading.Event()
         self._synced = threading.Event()
@@ -155,17 +158,18 @@ class Controller:
         watcher = threading.Thread(target=self._watch, name=WATCH_THREAD, daemon=True)
         self._threads.append(watcher)
         watcher.start()
-        next_poll = 0.0
+        next_poll: float | None = None  # monotonic; None: poll as soon as the first LIST is in
         while not self._stop.is_set():
-            now = time.monotonic()
-            if self._synced.is_set() and now >= next_poll:
+            now = self._monotonic()
+            if self._synced.is_set() and (next_poll is None or now >= next_poll):
                 self._guard(self._poll_and_reconcile)
                 # at a fixed rate, so a job's end waits at most one interval to be listed; yet never so
                 # soon after a long cycle that the watch's events would wait behind the next one
                 interval = self.settings.poll_interval
-                next_poll = max(now + interval, time.monotonic() + interval / 4)
+                next_poll = max(now + interval, self._monotonic() + interval / 4)
+            wait = self.settings.poll_interval if next_poll is None else next_poll - self._monotonic()
             try:
-                kind, obj = self._events.get(timeout=max(0.0, next_poll - time.monotonic()))
+                kind, obj = self._events.get(timeout=max(0.0, wait))
             except queue.Empty:
                 continue
             self._guard(partial(self._on_event, kind, obj))
@@ -226,9 +230,10 @@ class Controller:
         self._reconcile(uid)
 
     def _refresh_clusters(self, force: bool = False) -> None:
-        if not force and time.monotonic() - self._clusters_read_at < self.settings.cluster_refresh:
+        now = self._monotonic()
+        if not force and not due(self._clusters_read_at, now, self.settings.cluster_refresh):
             return
-        self._clusters_read_at = time.monotonic()
+        self._clusters_read_at = now
         clusters = {}
         for obj in self.kube.list_slurm_clusters():
             try:
@@ -392,7 +397,8 @@ class Controller:
             return None if intents is None else (step, intents)
         name = _cluster_of(step) or ""
         if name not in self.clusters and step.metadata.deletion_timestamp is None and not is_finished(step):
-            self._refresh_clusters(force=time.monotonic() - self._clusters_read_at > 1.0)
+            # a step naming a cluster we have not read: re-read now, but at most once a second
+            self._refresh_clusters(force=due(self._clusters_read_at, self._monotonic(), 1.0))
         spec = self.clusters.get(name)
         snapshot = self._snapshots.get(name)
         deleting = step.metadata.deletion_timestamp is not None

@@ -6,7 +6,6 @@ import base64
 import json
 import os
 import pwd
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from converged_bridge.errors import PermanentBackendError
 from converged_bridge.slurm.cli import CliTransport
 from converged_bridge.slurm.restd import RestdTransport
 from converged_bridge.slurm.transport import SlurmTransport
+from converged_bridge.timing import Monotonic, monotonic
 
 SecretReader = Callable[[str, str, str], str]  # (namespace, name, key) -> value
 TOKEN_CACHE_SECONDS = 60.0
@@ -35,13 +35,20 @@ def jwt_subject(token: str) -> str | None:
 class TokenSource:
     """JWTs for the users of one SlurmCluster, read from the Secrets it names and cached briefly."""
 
-    def __init__(self, name: str, spec: SlurmClusterSpec, read_secret: SecretReader) -> None:
+    def __init__(
+        self,
+        name: str,
+        spec: SlurmClusterSpec,
+        read_secret: SecretReader,
+        monotonic_clock: Monotonic = monotonic,
+    ) -> None:
+        self._monotonic = monotonic_clock
         if spec.restd is None:
             raise PermanentBackendError(f"SlurmCluster {name} has no restd settings")
         self._name = name
         self._spec = spec
         self._read = read_secret
-        self._cache: dict[tuple[str, str, str], tuple[str, float]] = {}
+        self._cache: dict[tuple[str, str, str], tuple[str, float]] = {}  # -> (value, monotonic expiry)
         ref = spec.restd.token_secret_ref
         self.service_user = (
             spec.restd.user or jwt_subject(self._secret(ref.namespace, ref.name, ref.key)) or "root"
@@ -61,10 +68,10 @@ class TokenSource:
 
     def _secret(self, namespace: str, name: str, key: str) -> str:
         cached = self._cache.get((namespace, name, key))
-        if cached and cached[1] > time.monotonic():
+        if cached and cached[1] > self._monotonic():
             return cached[0]
         value = self._read(namespace, name, key).strip()
-        self._cache[(namespace, name, key)] = (value, time.monotonic() + TOKEN_CACHE_SECONDS)
+        self._cache[(namespace, name, key)] = (value, self._monotonic() + TOKEN_CACHE_SECONDS)
         return value
 
 
