@@ -30,12 +30,14 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev,plugin]'
 	touch $@
 
-## make check: lint, format, types and import layering
+## make check: lint, format, types, import layering, and no source file over 500 lines
 check: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	@long=$$(git ls-files '*.py' ':!tests/data' | xargs wc -l | awk '$$2 != "total" && $$1 > 500'); \
+	if [ -n "$$long" ]; then echo "files over 500 lines (split them):"; echo "$$long"; exit 1; fi
 
 ## make test: everything CI runs — checks, unit tests (again under a monotonic clock a few seconds old,
 ## as on a machine booted moments ago), then integration tests on the local cluster

@@ -33,9 +33,12 @@ from typing import Any
 
 from converged_bridge.api.slurmcluster import SlurmClusterSpec
 from converged_bridge.controller import runner
-from converged_bridge.controller.runner import Controller, ControllerSettings
-from converged_bridge.controller.slurm_shell import build_transport
-from converged_bridge.kube.access import KubeAccess, load_api_client
+from converged_bridge.controller.runner import Controller
+from converged_bridge.controller.settings import ControllerSettings
+from converged_bridge.kube.core import KubeCore, load_api_client
+from converged_bridge.kube.objects import KubeObjects
+from converged_bridge.kube.steps import WorkflowSteps
+from converged_bridge.slurm.connect import build_transport
 from converged_bridge.slurm.jobs import COMMENT_PREFIX, SlurmJob
 from converged_bridge.slurm.transport import SlurmTransport, Submission
 
@@ -116,7 +119,7 @@ def main() -> int:
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
     Path(args.workdir).chmod(0o1777)
     api = load_api_client(args.kubeconfig)
-    watcher_kube = KubeAccess(api)
+    watcher_kube = WorkflowSteps(KubeObjects(KubeCore(api, field_manager="bench")))
     seen: dict[str, float] = {}  # step name -> wall time its terminal phase was first seen
     created_at: dict[str, float] = {}
     ends: dict[str, float] = {}
@@ -167,14 +170,14 @@ def main() -> int:
             capture_output=True,
             check=True,
         )
-    kube = KubeAccess(api)
+    kube = KubeCore(api, field_manager="converged-controller")
     timed: list[TimedTransport] = []
 
     def transport(name: str, spec: SlurmClusterSpec, read: Any) -> SlurmTransport:
         timed.append(TimedTransport(build_transport(name, spec, read)))
         return timed[-1]
 
-    controller = Controller(
+    controller = Controller.connect(
         kube, ControllerSettings(poll_interval=args.poll, namespace=NS), transport_factory=transport
     )
     controller.start()

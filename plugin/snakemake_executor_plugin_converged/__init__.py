@@ -23,9 +23,9 @@ from snakemake_interface_executor_plugins.executors.remote import RemoteExecutor
 from snakemake_interface_executor_plugins.jobs import JobExecutorInterface
 from snakemake_interface_executor_plugins.settings import CommonSettings, ExecutorSettingsBase, SharedFSUsage
 
-from converged_bridge.api.workflowstep import CONTROLLER_LABEL
 from converged_bridge.errors import BackendError
 from converged_bridge.routing import Preference, SiteWeights, route_batch
+from converged_bridge.wire import CONTROLLER_LABEL, EMBEDDED
 from snakemake_executor_plugin_converged.jobinfo import dag_levels, identify_job, job_resources, job_threads
 from snakemake_executor_plugin_converged.manifest import JobFacts, build_step_manifest
 from snakemake_executor_plugin_converged.naming import build_run_id
@@ -233,7 +233,7 @@ class Executor(RemoteExecutor):
         # a placed step counts against the capacity snapshot until its controller submitted it and the
         # daemon mirrored it: a poll of ours and one mirror cycle (10 s by default) with margin
         self.placements = Placements(self.weights, settle_seconds=settings.poll_interval + 15.0)
-        from converged_bridge.kube.access import current_namespace
+        from converged_bridge.kube.core import current_namespace
         from snakemake_executor_plugin_converged.session import RunSession
 
         self.namespace = settings.namespace or current_namespace(settings.kubeconfig)
@@ -322,7 +322,7 @@ class Executor(RemoteExecutor):
         )
         manifest = build_step_manifest(facts, resources, decision)
         if self.embedded:  # our own controller drives this run's steps; a deployed one leaves them alone
-            manifest["metadata"]["labels"][CONTROLLER_LABEL] = "embedded"
+            manifest["metadata"]["labels"][CONTROLLER_LABEL] = EMBEDDED
         try:
             name = self.session.submit(manifest)
         except BackendError as e:

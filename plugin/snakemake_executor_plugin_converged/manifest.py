@@ -14,21 +14,19 @@ from converged_bridge.api.workflowstep import (
     Backend,
     EnvVar,
     KueuePlacement,
-    Resources,
     Route,
     SlurmPlacement,
     WorkflowJob,
     WorkflowStep,
     WorkflowStepSpec,
 )
-from converged_bridge.kube.run_steps import RULE_LABEL, RUN_LABEL
 from converged_bridge.routing import RouteDecision
+from converged_bridge.wire import RULE_ANNOTATION, RULE_LABEL, RUN_LABEL
 from snakemake_executor_plugin_converged.naming import build_rule_label, build_step_name
 from snakemake_executor_plugin_converged.resources import StepResources
 
 WILDCARDS_MAX = 64
 WILDCARD_VALUE_MAX = 1024
-RULE_ANNOTATION = "converged.dev/rule"
 
 
 @dataclass(frozen=True)
@@ -78,15 +76,7 @@ def build_step_manifest(facts: JobFacts, resources: StepResources, decision: Rou
                 command=["/bin/sh", "-c", facts.command],
                 working_dir=facts.working_dir,
                 env=env,
-                resources=Resources(
-                    cpus=resources.cpus,
-                    mem_mib=resources.mem_mib,
-                    gpus=resources.gpus,
-                    gpu_model=resources.gpu_model,
-                    nodes=resources.nodes,
-                    tasks=resources.tasks,
-                    runtime_minutes=resources.runtime_minutes,
-                ),
+                resources=resources.shape,
                 slurm=SlurmPlacement(
                     cluster=decision.slurm_cluster,
                     partition=decision.slurm_partition,

@@ -27,7 +27,7 @@ class PlanEntry:
 
     @property
     def shape_key(self) -> tuple[str, str, str]:
-        return (self.backend, self.decision.target, self.resources.shape(self.decision.backend))
+        return (self.backend, self.decision.target, self.resources.describe(self.decision.backend))
 
 
 @dataclass(frozen=True)

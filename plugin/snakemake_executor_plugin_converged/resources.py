@@ -12,12 +12,19 @@ import functools
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
 from snakemake_interface_common.exceptions import WorkflowError
 
-from converged_bridge.api.workflowstep import GPU_MODEL_PATTERN, SLURM_NAME_PATTERN, Backend, Operator
+from converged_bridge.api.workflowstep import (
+    GPU_MODEL_PATTERN,
+    SLURM_NAME_PATTERN,
+    Backend,
+    Operator,
+    Resources,
+)
 from converged_bridge.routing import Preference, StepRequest
 
 KNOWN = frozenset(
@@ -52,8 +59,11 @@ _QUEUE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 @dataclass(frozen=True)
 class StepResources:
-    """What a snakemake job asks of converged, checked; `request()` turns it into the router's input."""
+    """What a snakemake job asks of converged, checked; `request()` turns it into the router's input.
 
+    `shape` is the WorkflowStep API's Resources record, shared with the router and the manifest."""
+
+    shape: Resources = field(default_factory=Resources)
     preference: Preference = Preference.AUTO
     operator: Operator | None = None
     image: str | None = None
@@ -62,28 +72,15 @@ class StepResources:
     slurm_partition: str | None = None
     slurm_account: str | None = None
     qos: str | None = None
-    cpus: int = 1
-    mem_mib: int | None = None
-    gpus: int = 0
-    gpu_model: str | None = None
-    nodes: int = 1
-    tasks: int = 1
     mpi: bool = False
-    runtime_minutes: int | None = None
 
     def request(self, rule: str, namespace: str, slurm_cluster: str | None) -> StepRequest:
         return StepRequest(
             rule=rule,
+            shape=self.shape,
             preference=self.preference,
             operator=self.operator,
-            cpus=self.cpus,
-            mem_mib=self.mem_mib,
-            gpus=self.gpus,
-            gpu_model=self.gpu_model,
-            nodes=self.nodes,
-            tasks=self.tasks,
             mpi=self.mpi,
-            runtime_minutes=self.runtime_minutes,
             slurm_cluster=slurm_cluster,
             slurm_partition=self.slurm_partition,
             local_queue=f"{namespace}/{self.local_queue}" if self.local_queue else None,
@@ -94,15 +91,16 @@ class StepResources:
         """The image the step runs in on `backend`."""
         return (self.slurm_image or self.image) if backend == Backend.SLURM else self.image
 
-    def shape(self, backend: Backend | None = None) -> str:
+    def describe(self, backend: Backend | None = None) -> str:
         """The resource shape on `backend` (its image included), for grouping steps in the plan."""
-        parts = [f"{self.cpus} cpu" + ("" if self.tasks == 1 else f" x {self.tasks} tasks")]
-        if self.mem_mib:
-            parts.append(f"{self.mem_mib} MiB")
-        if self.gpus:
-            parts.append(f"{self.gpus} gpu" + (f" {self.gpu_model}" if self.gpu_model else ""))
-        if self.nodes > 1:
-            parts.append(f"{self.nodes} nodes")
+        r = self.shape
+        parts = [f"{r.cpus} cpu" + ("" if r.tasks == 1 else f" x {r.tasks} tasks")]
+        if r.mem_mib:
+            parts.append(f"{r.mem_mib} MiB")
+        if r.gpus:
+            parts.append(f"{r.gpus} gpu" + (f" {r.gpu_model}" if r.gpu_model else ""))
+        if r.nodes > 1:
+            parts.append(f"{r.nodes} nodes")
         if self.mpi:
             parts.append("mpi")
         image = self.image_for(backend) if backend else self.image
@@ -200,7 +198,20 @@ def parse_job_resources(
     slurm_image = image_ref("converged_slurm_image") or image or default_slurm_image
     image = image or default_image
     local_queue = name_like("converged_local_queue", _QUEUE_NAME, "a LocalQueue name") or default_local_queue
+    try:
+        shape = Resources(
+            cpus=integer("cpus_per_task", 1) or max(1, threads),
+            mem_mib=mem_mib,
+            gpus=gpus,
+            gpu_model=gpu_model,
+            nodes=nodes,
+            tasks=tasks,
+            runtime_minutes=integer("runtime", 1),
+        )
+    except ValidationError as e:  # the checks above cover the API's rules; this keeps the two in step
+        raise WorkflowError(f"rule {rule}: resources: {e.errors()[0]['msg']}") from e
     return StepResources(
+        shape=shape,
         preference=Preference(backend) if backend else default_backend,
         operator=operator,
         image=image,
@@ -209,14 +220,7 @@ def parse_job_resources(
         slurm_partition=name_like("slurm_partition", _SLURM_NAME, "a Slurm partition name of [A-Za-z0-9_.-]"),
         slurm_account=name_like("slurm_account", _SLURM_NAME, "a Slurm account name of [A-Za-z0-9_.-]"),
         qos=name_like("qos", _SLURM_NAME, "a Slurm QOS name of [A-Za-z0-9_.-]"),
-        cpus=integer("cpus_per_task", 1) or max(1, threads),
-        mem_mib=mem_mib,
-        gpus=gpus,
-        gpu_model=gpu_model,
-        nodes=nodes,
-        tasks=tasks,
         mpi=mpi,
-        runtime_minutes=integer("runtime", 1),
     )
 
 

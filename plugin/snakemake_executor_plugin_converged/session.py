@@ -12,14 +12,19 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from converged_bridge.capacity_view import map_kueue_queue, map_operators, map_slurm_clusters
 from converged_bridge.errors import BackendError, PermanentBackendError
 from converged_bridge.routing import CapacityView, KueueQueueView
+from converged_bridge.routing.capacity import map_kueue_queue, map_operators, map_slurm_clusters
 from converged_bridge.timing import due
+from converged_bridge.wire import CONTROLLER_LABEL, EMBEDDED, JOBSETS, MINICLUSTERS, MPIJOBS, RUN_LABEL
+
+OPERATOR_KINDS = (JOBSETS, MPIJOBS, MINICLUSTERS)  # Job is built into Kubernetes
 
 if TYPE_CHECKING:
     from converged_bridge.controller.runner import Controller
-    from converged_bridge.kube.run_steps import RunSteps
+    from converged_bridge.kube.core import KubeCore
+    from converged_bridge.kube.objects import KubeObjects
+    from converged_bridge.kube.steps import WorkflowSteps
 
 log = logging.getLogger("converged.snakemake")
 
@@ -30,49 +35,62 @@ class RunSession:
 
     def __init__(
         self,
-        steps: RunSteps,
+        steps: WorkflowSteps,
         *,
+        objects: KubeObjects | None = None,
         namespace: str,
         run_id: str,
         capacity_refresh: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.steps = steps
+        self._objects = objects  # for the capacity the router reads (None: a session that routes nothing)
         self.namespace = namespace
         self.run_id = run_id
         self._capacity_refresh = capacity_refresh
         self._clock = clock
         self._capacity: CapacityView | None = None
         self._capacity_read_at: float | None = None  # by `clock`; None: never read
-        self._api_client: Any = None
+        self.core: KubeCore | None = None
         self.controller: Controller | None = None
 
     @classmethod
     def connect(
         cls, *, kubeconfig: str | None, namespace: str, run_id: str, capacity_refresh: float
     ) -> RunSession:
-        from converged_bridge.kube.access import load_api_client
-        from converged_bridge.kube.run_steps import RunSteps
+        from converged_bridge.kube.core import KubeCore, load_api_client
+        from converged_bridge.kube.objects import KubeObjects
+        from converged_bridge.kube.steps import WorkflowSteps
+        from converged_bridge.wire import PLUGIN_FIELD_MANAGER
 
         try:
             api_client = load_api_client(kubeconfig)
         except Exception as e:  # the client's config errors, turned into our own
             where = kubeconfig or "$KUBECONFIG, ~/.kube/config or the in-cluster service account"
             raise PermanentBackendError(f"no Kubernetes credentials from {where}: {e}") from e
+        core = KubeCore(api_client, field_manager=PLUGIN_FIELD_MANAGER)
+        objects = KubeObjects(core)
         session = cls(
-            RunSteps(api_client), namespace=namespace, run_id=run_id, capacity_refresh=capacity_refresh
+            WorkflowSteps(objects),
+            objects=objects,
+            namespace=namespace,
+            run_id=run_id,
+            capacity_refresh=capacity_refresh,
         )
-        session._api_client = api_client
+        session.core = core
         return session
 
     # --- embedded controller ---
     def start_controller(self, poll_interval: float, shared_paths: str = "") -> None:
         """Run the WorkflowStep controller in this process, watching this namespace only; its step
         pods mount `shared_paths` (comma-separated host directories) at the same path."""
-        from converged_bridge.api.workflowstep import CONTROLLER_LABEL
-        from converged_bridge.controller.runner import Controller, ControllerSettings
-        from converged_bridge.kube.access import KubeAccess
-        from converged_bridge.kube.run_steps import RUN_LABEL
+        from converged_bridge.controller.runner import Controller
+        from converged_bridge.controller.settings import ControllerSettings
+        from converged_bridge.kube.core import KubeCore
+        from converged_bridge.wire import CONTROLLER_FIELD_MANAGER
+
+        if self.core is None:
+            raise PermanentBackendError("the embedded controller needs a session connected to a cluster")
 
         settings = ControllerSettings(
             poll_interval=poll_interval,
@@ -80,9 +98,10 @@ class RunSession:
             namespace=self.namespace,
             shared_paths=shared_paths,
             # only this run's steps: a deployed controller (or another run's) never drives them too
-            label_selector=f"{CONTROLLER_LABEL}=embedded,{RUN_LABEL}={self.run_id}",
+            label_selector=f"{CONTROLLER_LABEL}={EMBEDDED},{RUN_LABEL}={self.run_id}",
         )
-        self.controller = Controller(KubeAccess(self._api_client), settings)
+        core = KubeCore(self.core.api_client, field_manager=CONTROLLER_FIELD_MANAGER)
+        self.controller = Controller.connect(core, settings)
         self.controller.start()
 
     def close(self) -> None:
@@ -105,13 +124,24 @@ class RunSession:
         slurm = map_slurm_clusters(self.steps.list_slurm_clusters(), self.namespace)
         return CapacityView(slurm=slurm, kueue=self._read_queues(), operators=self._read_operators())
 
+    def _connected(self) -> KubeObjects:
+        if self._objects is None:
+            raise PermanentBackendError("this session reads no capacity (no Kubernetes client)")
+        return self._objects
+
     def _read_queues(self) -> tuple[KueueQueueView, ...]:
+        from converged_bridge.kube.kueue_api import KueueApi
+
+        objects = self._connected()
+        kueue = KueueApi(objects)
         try:
-            local_queues = self.steps.list_local_queues(self.namespace)
+            local_queues = objects.list_objects(kueue.local_queues(), namespace=self.namespace)
             if not local_queues:
                 return ()
-            cluster_queues = {cq["metadata"]["name"]: cq for cq in self.steps.list_cluster_queues()}
-            flavors = self.steps.list_resource_flavors()
+            cluster_queues = {
+                cq["metadata"]["name"]: cq for cq in objects.list_objects(kueue.cluster_queues())
+            }
+            flavors = objects.list_objects(kueue.resource_flavors())
         except PermanentBackendError as e:  # Kueue not installed, or no permission to read it
             log.info("no Kueue capacity for the router: %s", e)
             return ()
@@ -124,9 +154,11 @@ class RunSession:
 
     def _read_operators(self) -> Any:
         try:
-            return map_operators(self.steps.crd_names())
+            objects = self._connected()
+            served = [k.crd_name for k in OPERATOR_KINDS if objects.discovered(k)]
+            return map_operators(served)
         except PermanentBackendError as e:
-            log.info("cannot list CRDs, assuming only Job is available: %s", e)
+            log.info("cannot discover the operators, assuming only Job is available: %s", e)
             return map_operators([])
 
     # --- the run's steps ---

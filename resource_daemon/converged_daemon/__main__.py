@@ -17,11 +17,14 @@ import threading
 from dataclasses import fields
 from types import FrameType
 
-from converged_bridge.controller.__main__ import JsonFormatter, add_settings_arguments, settings_from_args
+from converged_bridge.controller.__main__ import JsonFormatter
 from converged_bridge.controller.runner import Controller
-from converged_bridge.kube.access import KubeAccess, load_api_client
-from converged_bridge.kube.apply import KubeObjects
+from converged_bridge.controller.settings import add_settings_arguments, settings_from_args
+from converged_bridge.kube.core import KubeCore, load_api_client
+from converged_bridge.kube.objects import KubeObjects
+from converged_bridge.kube.secrets import SecretKeys
 from converged_bridge.timing import Monotonic, due, monotonic
+from converged_bridge.wire import CONTROLLER_FIELD_MANAGER
 from converged_daemon.leader import ElectionSettings, LeaderElector
 from converged_daemon.metrics import DaemonMetrics
 from converged_daemon.mirror import Mirror, MirrorSettings
@@ -59,7 +62,8 @@ class Daemon:
         self._api = api_client
         self._mirror_settings = mirror_settings
         self._args = args
-        self._kube = KubeAccess(api_client, field_manager="converged-controller")
+        self._controller_core = KubeCore(api_client, field_manager=CONTROLLER_FIELD_MANAGER)
+        self._objects = KubeObjects(KubeCore(api_client, field_manager=FIELD_MANAGER))
         self._lock = threading.Lock()
         self.mirror: Mirror | None = None
         self._mirror_thread: threading.Thread | None = None
@@ -71,10 +75,7 @@ class Daemon:
             self.metrics.leader.set(1)
             self._leading_since = self._monotonic()
             self.mirror = Mirror(
-                KubeObjects(self._api, field_manager=FIELD_MANAGER),
-                self._kube.read_secret_key,
-                self._mirror_settings,
-                metrics=self.metrics,
+                self._objects, SecretKeys(self._objects), self._mirror_settings, metrics=self.metrics
             )
             self._mirror_thread = threading.Thread(
                 target=self.mirror.run, name="converged-mirror", daemon=True
@@ -82,7 +83,7 @@ class Daemon:
             self._mirror_thread.start()
             if not self._args.no_controller:
                 settings = settings_from_args(self._args, prefix="controller-")
-                self._controller = Controller(self._kube, settings)
+                self._controller = Controller.connect(self._controller_core, settings)
                 self._controller.start()
 
     def stop_leading(self) -> None:
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     api = load_api_client(args.kubeconfig)
     daemon = Daemon(api, mirror_settings, args)
     elector = LeaderElector(
-        KubeObjects(api, field_manager=FIELD_MANAGER),
+        KubeObjects(KubeCore(api, field_manager=FIELD_MANAGER)),
         args.identity,
         election_settings,
         on_started=daemon.start_leading,

@@ -5,40 +5,41 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from converged_bridge.kube.kueue_api import kueue_kinds
+from converged_bridge.wire import NODES, SLURM_CLUSTERS, Kind
+
 
 @dataclass(frozen=True, slots=True)
 class ObjectRef:
-    """Where an object lives in the API: group ("" for core), version, plural, namespace, name."""
+    """Where an object lives in the API: its kind, name and namespace."""
 
-    group: str
-    version: str
-    plural: str
+    kind: Kind
     name: str
     namespace: str | None = None
 
     @property
-    def api_version(self) -> str:
-        return f"{self.group}/{self.version}" if self.group else self.version
+    def plural(self) -> str:
+        return self.kind.plural
 
     def __str__(self) -> str:
         where = f"{self.namespace}/" if self.namespace else ""
-        return f"{self.plural}.{self.group or 'core'} {where}{self.name}"
+        return f"{self.kind.plural}.{self.kind.group or 'core'} {where}{self.name}"
 
 
 def node_ref(name: str) -> ObjectRef:
-    return ObjectRef("", "v1", "nodes", name)
+    return ObjectRef(NODES, name)
 
 
-def flavor_ref(name: str) -> ObjectRef:
-    return ObjectRef("kueue.x-k8s.io", "v1beta1", "resourceflavors", name)
+def flavor_ref(name: str, kueue_version: str) -> ObjectRef:
+    return ObjectRef(kueue_kinds(kueue_version)["resourceflavors"], name)
 
 
-def cluster_queue_ref(name: str) -> ObjectRef:
-    return ObjectRef("kueue.x-k8s.io", "v1beta1", "clusterqueues", name)
+def cluster_queue_ref(name: str, kueue_version: str) -> ObjectRef:
+    return ObjectRef(kueue_kinds(kueue_version)["clusterqueues"], name)
 
 
 def slurm_cluster_ref(name: str) -> ObjectRef:
-    return ObjectRef("converged.dev", "v1alpha1", "slurmclusters", name)
+    return ObjectRef(SLURM_CLUSTERS, name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,11 +11,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from converged_bridge.api.slurmcluster import PartitionState, QuotaPolicy, SlurmClusterSpec
+from converged_bridge.quantity import mib
 from converged_bridge.slurm.capacity import PartitionSnapshot, Resources
+from converged_bridge.wire import KUEUE_GROUP
 from converged_daemon import names
-from converged_daemon.quantity import mib
-
-KUEUE = "kueue.x-k8s.io/v1beta1"
 
 
 def labels(cluster: str, partition: str | None = None) -> dict[str, str]:
@@ -83,13 +82,13 @@ def build_node_status(
     }
 
 
-def build_flavor(cluster: str, partition: str) -> dict[str, Any]:
+def build_flavor(cluster: str, partition: str, kueue_version: str) -> dict[str, Any]:
     node_labels = {
         names.LABEL_CLUSTER: names.label_value(cluster),
         names.LABEL_PARTITION: names.label_value(partition),
     }
     return {
-        "apiVersion": KUEUE,
+        "apiVersion": f"{KUEUE_GROUP}/{kueue_version}",
         "kind": "ResourceFlavor",
         "metadata": {"name": names.object_name(cluster, partition), "labels": labels(cluster, partition)},
         "spec": {"nodeLabels": node_labels, "tolerations": [{**taint(cluster), "operator": "Equal"}]},
@@ -123,9 +122,10 @@ def _quota(r: Resources, resource: str) -> str:
 
 
 def build_cluster_queue(
-    cluster: str, spec: SlurmClusterSpec, partitions: Sequence[PartitionSnapshot]
+    cluster: str, spec: SlurmClusterSpec, partitions: Sequence[PartitionSnapshot], kueue_version: str
 ) -> dict[str, Any]:
-    """One ClusterQueue for the cluster with a flavor per partition (the caller keeps to Kueue's 64).
+    """One ClusterQueue for the cluster with a flavor per partition (the caller keeps to Kueue's 64),
+    in the fields of `kueue_version` (v1beta2 renamed `cohort` to `cohortName`).
 
     A partition that is not UP gets zero quota: Slurm would queue but not start (DOWN) or refuse (DRAIN,
     INACTIVE) what Kueue admitted there. That is an admin's decision in Slurm, not a flap.
@@ -145,9 +145,9 @@ def build_cluster_queue(
         "resourceGroups": [{"coveredResources": covered, "flavors": flavors}] if flavors else [],
     }
     if queue and queue.cohort:
-        body["cohort"] = queue.cohort
+        body[cohort_field(kueue_version)] = queue.cohort
     return {
-        "apiVersion": KUEUE,
+        "apiVersion": f"{KUEUE_GROUP}/{kueue_version}",
         "kind": "ClusterQueue",
         "metadata": {
             "name": names.cluster_queue_name(cluster, queue.cluster_queue if queue else None),
@@ -155,3 +155,8 @@ def build_cluster_queue(
         },
         "spec": body,
     }
+
+
+def cohort_field(kueue_version: str) -> str:
+    """Where a ClusterQueue names its cohort: `cohort` in v1beta1, `cohortName` from v1beta2 on."""
+    return "cohort" if kueue_version == "v1beta1" else "cohortName"

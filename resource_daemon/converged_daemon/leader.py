@@ -13,13 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from converged_bridge.errors import BackendError
-from converged_bridge.kube.access import NotFound
-from converged_bridge.kube.apply import KubeObjects
+from converged_bridge.kube.core import NotFound
+from converged_bridge.kube.objects import KubeObjects
 from converged_bridge.timing import Monotonic, WallClock, due, monotonic, utc_now
+from converged_bridge.wire import LEASES
 from converged_daemon.election import LeaseRecord, Step, build_lease, decide, parse_lease
 
 log = logging.getLogger("converged.daemon.leader")
-COORDINATION = ("coordination.k8s.io", "v1", "leases")
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ class LeaderElector:
 
     def _read(self) -> LeaseRecord | None:
         try:
-            obj = self._objects.get(*COORDINATION, self._s.name, namespace=self._s.namespace)
+            obj = self._objects.get(LEASES, self._s.name, namespace=self._s.namespace)
         except NotFound:
             return None
         return parse_lease(obj)
@@ -114,9 +114,9 @@ class LeaderElector:
             self._s.name, self._s.namespace, self.identity, self._clock(), self._s.lease_seconds, record
         )
         if step == Step.CREATE:
-            self._objects.create(*COORDINATION, body, namespace=self._s.namespace)
+            self._objects.create(LEASES, body, namespace=self._s.namespace)
         else:  # renew or acquire: fails with Conflict when another process wrote first
-            self._objects.replace(*COORDINATION, self._s.name, body, namespace=self._s.namespace)
+            self._objects.replace(LEASES, self._s.name, body, namespace=self._s.namespace)
         self._last_renew = self._monotonic()
         return True
 
@@ -126,7 +126,7 @@ class LeaderElector:
             record = self._read()
             if record is not None and record.holder == self.identity:
                 body = build_lease(self._s.name, self._s.namespace, None, self._clock(), 1, record)
-                self._objects.replace(*COORDINATION, self._s.name, body, namespace=self._s.namespace)
+                self._objects.replace(LEASES, self._s.name, body, namespace=self._s.namespace)
                 log.info("%s: released the lease", self.identity)
         except BackendError as e:
             log.warning("releasing the lease failed: %s", e)

@@ -20,13 +20,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from converged_bridge.api.slurmcluster import SlurmClusterSpec
-from converged_bridge.controller.slurm_shell import SecretReader, build_transport
 from converged_bridge.errors import BackendError
-from converged_bridge.kube.access import NotFound
-from converged_bridge.kube.apply import KubeObjects
+from converged_bridge.kube.kueue_api import KueueApi
+from converged_bridge.kube.objects import KubeObjects
 from converged_bridge.slurm.capacity import CapacitySnapshot, CapacitySource
+from converged_bridge.slurm.connect import build_transport
+from converged_bridge.slurm.tokens import SecretReader
 from converged_bridge.slurm.transport import SlurmTransport
 from converged_bridge.timing import Monotonic, WallClock, due, monotonic, utc_now
+from converged_bridge.wire import LEASES, NODE_LEASE_NAMESPACE, NODES, SLURM_CLUSTERS
 from converged_daemon import names
 from converged_daemon.actions import Action, Apply, Delete, ObjectRef
 from converged_daemon.election import micro_time
@@ -35,7 +37,6 @@ from converged_daemon.observed import ObservedObjects, group_observed, parse_sta
 from converged_daemon.plan import PlanSettings, Reading, SlurmUnreachable, plan, plan_orphans
 
 log = logging.getLogger("converged.daemon.mirror")
-NODE_LEASE_NAMESPACE = "kube-node-lease"
 TransportFactory = Callable[[str, SlurmClusterSpec, SecretReader], SlurmTransport]
 
 
@@ -70,10 +71,12 @@ class Mirror:
         *,
         metrics: DaemonMetrics | None = None,
         transport_factory: TransportFactory = build_transport,
+        kueue: KueueApi | None = None,
         clock: WallClock = utc_now,
         monotonic_clock: Monotonic = monotonic,
     ) -> None:
         self._objects = objects
+        self._kueue = kueue or KueueApi(objects)  # the Kueue version, negotiated on first use
         self._read_secret = read_secret
         self.settings = settings or MirrorSettings()
         self._metrics = metrics or DaemonMetrics()
@@ -132,15 +135,12 @@ class Mirror:
     def cycle(self) -> CycleReport:
         started = self._monotonic()
         report = CycleReport()
-        clusters = self._objects.list_objects("converged.dev", "v1alpha1", "slurmclusters")
+        clusters = self._objects.list_objects(SLURM_CLUSTERS)
+        kueue = self._kueue.version
         observed = group_observed(
-            self._objects.list_objects("", "v1", "nodes", label_selector=names.MANAGED_SELECTOR),
-            self._objects.list_objects(
-                "kueue.x-k8s.io", "v1beta1", "resourceflavors", label_selector=names.MANAGED_SELECTOR
-            ),
-            self._objects.list_objects(
-                "kueue.x-k8s.io", "v1beta1", "clusterqueues", label_selector=names.MANAGED_SELECTOR
-            ),
+            self._objects.list_objects(NODES, label_selector=names.MANAGED_SELECTOR),
+            self._objects.list_objects(self._kueue.resource_flavors(), label_selector=names.MANAGED_SELECTOR),
+            self._objects.list_objects(self._kueue.cluster_queues(), label_selector=names.MANAGED_SELECTOR),
         )
         served = [
             str(c["metadata"]["name"])
@@ -168,7 +168,9 @@ class Mirror:
                 generation=int(obj["metadata"].get("generation") or 0),
                 now=self._clock(),
                 apply_error=self._apply_errors.get(name),
-                settings=PlanSettings(status_refresh_seconds=self.settings.status_refresh),
+                settings=PlanSettings(
+                    status_refresh_seconds=self.settings.status_refresh, kueue_version=kueue
+                ),
             )
             report.cpu_seconds += time.thread_time() - cpu
             self._metrics.plan_cpu_seconds.observe(time.thread_time() - cpu)
@@ -180,7 +182,7 @@ class Mirror:
             else:
                 self._apply_errors.pop(name, None)
         report.errors += self.execute(
-            plan_orphans([c["metadata"]["name"] for c in clusters], observed), report
+            plan_orphans([c["metadata"]["name"] for c in clusters], observed, kueue), report
         )
         self.cycles += 1
         self.last_cycle_end = ended = self._monotonic()
@@ -267,20 +269,11 @@ class Mirror:
 
     def _apply(self, ref: ObjectRef, action: Apply) -> dict[str, Any]:
         return self._objects.apply(
-            ref.group,
-            ref.version,
-            ref.plural,
-            ref.name,
-            action.body,
-            namespace=ref.namespace,
-            subresource=action.subresource,
+            ref.kind, ref.name, action.body, namespace=ref.namespace, subresource=action.subresource
         )
 
     def _delete(self, ref: ObjectRef) -> None:
-        try:
-            self._objects.delete(ref.group, ref.version, ref.plural, ref.name, namespace=ref.namespace)
-        except NotFound:
-            return
+        self._objects.delete(ref.kind, ref.name, namespace=ref.namespace)  # gone already: done
 
     def heartbeat(self) -> int:
         """Renew the Lease of every virtual Node whose last renewal is `node_lease_renew` old."""
@@ -291,9 +284,7 @@ class Mirror:
                 continue
             body = build_node_lease(name, uid, self._clock(), self.settings.node_lease_seconds)
             try:
-                self._objects.apply(
-                    "coordination.k8s.io", "v1", "leases", name, body, namespace=NODE_LEASE_NAMESPACE
-                )
+                self._objects.apply(LEASES, name, body, namespace=NODE_LEASE_NAMESPACE)
             except BackendError as e:
                 log.warning("heartbeat of node %s failed: %s", name, e)
                 continue

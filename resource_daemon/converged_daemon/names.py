@@ -5,21 +5,23 @@ from __future__ import annotations
 import hashlib
 import re
 
-FIELD_MANAGER = "converged-daemon"
+from converged_bridge import wire
 
-LABEL_CLUSTER = "converged.dev/slurm-cluster"
-LABEL_PARTITION = "converged.dev/slurm-partition"
-LABEL_NODE_KIND = "converged.dev/node-kind"
-LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
-ANNOTATION_PARTITION = "converged.dev/slurm-partition-name"  # the partition's exact Slurm name
-TAINT_KEY = "converged.dev/slurm"
+FIELD_MANAGER = wire.DAEMON_FIELD_MANAGER
+
+LABEL_CLUSTER = wire.SLURM_CLUSTER_LABEL
+LABEL_PARTITION = wire.SLURM_PARTITION_LABEL
+LABEL_NODE_KIND = wire.NODE_KIND_LABEL
+LABEL_MANAGED_BY = wire.MANAGED_BY_LABEL
+ANNOTATION_PARTITION = wire.SLURM_PARTITION_ANNOTATION  # the partition's exact Slurm name
+TAINT_KEY = wire.SLURM_TAINT_KEY
 NODE_KIND = "slurm"
 MANAGED_BY = FIELD_MANAGER
 MANAGED_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
 
-RESOURCE_GPU = "nvidia.com/gpu"
-RESOURCE_SLURM_NODES = "converged.dev/slurm-nodes"
-GPU_MODEL_PREFIX = "converged.dev/gpu-"
+RESOURCE_GPU = wire.GPU_RESOURCE
+RESOURCE_SLURM_NODES = wire.SLURM_NODES_RESOURCE
+GPU_MODEL_PREFIX = wire.GPU_MODEL_RESOURCE_PREFIX
 UNTYPED_GPU = "gpu"  # the capacity snapshot's key for GPUs without a model
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

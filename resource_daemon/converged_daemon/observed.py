@@ -14,8 +14,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from converged_bridge.api.slurmcluster import SlurmClusterStatus
+from converged_bridge.quantity import parse_quantity
+from converged_bridge.wire import OWN_PREFIX
 from converged_daemon import names
-from converged_daemon.quantity import parse_quantity
 
 OUR_LABELS = (names.LABEL_MANAGED_BY, names.LABEL_CLUSTER, names.LABEL_PARTITION, names.LABEL_NODE_KIND)
 
@@ -72,7 +73,7 @@ def parse_status(obj: Mapping[str, Any] | None) -> SlurmClusterStatus | None:
 def _quantities(values: Mapping[str, Any] | None, owned: Iterable[str] | None = None) -> dict[str, Any]:
     out = {}
     for k, v in (values or {}).items():
-        if owned is None or k in owned or k.startswith("converged.dev/"):
+        if owned is None or k in owned or k.startswith(OWN_PREFIX):
             out[k] = parse_quantity(v)
     return out
 
@@ -110,7 +111,7 @@ def node_status_view(obj: Mapping[str, Any]) -> Any:
 def node_capacity(obj: Mapping[str, Any]) -> dict[str, str]:
     """The capacity the daemon last wrote on a Node (kept as it is while Slurm is unreachable)."""
     capacity = (obj.get("status") or {}).get("capacity") or {}
-    return {k: str(v) for k, v in capacity.items() if k in _NODE_RESOURCES or k.startswith("converged.dev/")}
+    return {k: str(v) for k, v in capacity.items() if k in _NODE_RESOURCES or k.startswith(OWN_PREFIX)}
 
 
 def flavor_view(obj: Mapping[str, Any]) -> Any:
@@ -141,4 +142,5 @@ def cluster_queue_view(obj: Mapping[str, Any]) -> Any:
         )
         for g in spec.get("resourceGroups") or []
     ]
-    return labels, spec.get("namespaceSelector"), spec.get("cohort"), groups
+    cohort = spec.get("cohortName", spec.get("cohort"))  # v1beta2 / v1beta1
+    return labels, spec.get("namespaceSelector"), cohort, groups

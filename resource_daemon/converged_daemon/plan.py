@@ -22,6 +22,7 @@ from converged_bridge.api.slurmcluster import (
     SlurmClusterStatus,
 )
 from converged_bridge.slurm.capacity import CapacitySnapshot, PartitionSnapshot, Resources
+from converged_bridge.wire import SLURM_CLUSTERS
 from converged_daemon import desired, names
 from converged_daemon.actions import (
     Action,
@@ -63,6 +64,7 @@ Reading = CapacitySnapshot | SlurmUnreachable
 class PlanSettings:
     status_refresh_seconds: float = 300.0  # rewrite an unchanged status (lastSyncTime) this often at most
     max_flavors: int = MAX_FLAVORS
+    kueue_version: str = "v1beta2"  # the kueue.x-k8s.io version the API server is spoken to in
 
 
 def plan(
@@ -89,29 +91,34 @@ def plan(
         wanted &= set(spec.partitions)
     mirrored = [p for p in reading.partitions if p.name in wanted][:MAX_STATUS_PARTITIONS]
     queued = mirrored[: settings.max_flavors]
+    kueue = settings.kueue_version
 
     actions: list[Action] = []
     for p in mirrored:
         actions += _plan_node(cluster, p, observed, now)
     for p in queued:
-        body = desired.build_flavor(cluster, p.name)
+        body = desired.build_flavor(cluster, p.name, kueue)
         current = observed.flavors.get(body["metadata"]["name"])
         if current is None or flavor_view(current) != flavor_view(body):
-            actions.append(Apply(flavor_ref(body["metadata"]["name"]), body, reason="flavor"))
-    queue = desired.build_cluster_queue(cluster, spec, queued)
+            actions.append(Apply(flavor_ref(body["metadata"]["name"], kueue), body, reason="flavor"))
+    queue = desired.build_cluster_queue(cluster, spec, queued, kueue)
     queue_name = queue["metadata"]["name"]
     current_queue = observed.cluster_queues.get(queue_name)
     if current_queue is None or cluster_queue_view(current_queue) != cluster_queue_view(queue):
-        actions.append(Apply(cluster_queue_ref(queue_name), queue, reason="quota"))
+        actions.append(Apply(cluster_queue_ref(queue_name, kueue), queue, reason="quota"))
 
     node_names = {names.object_name(cluster, p.name) for p in mirrored}
     flavor_names = {names.object_name(cluster, p.name) for p in queued}
     actions += [
-        Delete(cluster_queue_ref(n), "renamed") for n in sorted(observed.cluster_queues) if n != queue_name
+        Delete(cluster_queue_ref(n, kueue), "renamed")
+        for n in sorted(observed.cluster_queues)
+        if n != queue_name
     ]
     actions += [Delete(node_ref(n), "partition gone") for n in sorted(observed.nodes) if n not in node_names]
     actions += [
-        Delete(flavor_ref(n), "partition gone") for n in sorted(observed.flavors) if n not in flavor_names
+        Delete(flavor_ref(n, kueue), "partition gone")
+        for n in sorted(observed.flavors)
+        if n not in flavor_names
     ]
 
     notes = []
@@ -142,16 +149,23 @@ def plan(
     return actions
 
 
-def plan_orphans(clusters: Collection[str], observed: ObservedObjects) -> list[Action]:
+def plan_orphans(
+    clusters: Collection[str], observed: ObservedObjects, kueue_version: str = "v1beta2"
+) -> list[Action]:
     """Deletions of every object labelled with a cluster that no SlurmCluster has any more."""
     known = {names.label_value(c) for c in clusters}
     actions: list[Action] = []
     for label, objects in sorted(observed.by_cluster.items()):
         if label in known:
             continue
-        actions += [Delete(cluster_queue_ref(n), "SlurmCluster gone") for n in sorted(objects.cluster_queues)]
+        actions += [
+            Delete(cluster_queue_ref(n, kueue_version), "SlurmCluster gone")
+            for n in sorted(objects.cluster_queues)
+        ]
         actions += [Delete(node_ref(n), "SlurmCluster gone") for n in sorted(objects.nodes)]
-        actions += [Delete(flavor_ref(n), "SlurmCluster gone") for n in sorted(objects.flavors)]
+        actions += [
+            Delete(flavor_ref(n, kueue_version), "SlurmCluster gone") for n in sorted(objects.flavors)
+        ]
     return actions
 
 
@@ -239,8 +253,8 @@ def _status_action(cluster: str, status: SlurmClusterStatus) -> Apply:
                 # server-side apply turns an empty map into null, which the CRD refuses: leave it out
                 partition[kind].pop("gpus", None)
     body = {
-        "apiVersion": "converged.dev/v1alpha1",
-        "kind": "SlurmCluster",
+        "apiVersion": SLURM_CLUSTERS.api_version,
+        "kind": SLURM_CLUSTERS.kind,
         "metadata": {"name": cluster},
         "status": dumped,
     }

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from converged_bridge.controller.runner import Controller, ControllerSettings
-from converged_bridge.kube.access import KubeAccess, load_api_client
+from converged_bridge.controller.runner import Controller
+from converged_bridge.controller.settings import ControllerSettings
+from converged_bridge.kube.core import KubeCore, load_api_client
 from tests.integration.test_controller_slurm import TERMINAL, create, step_manifest, wait_phase
 
 pytestmark = pytest.mark.integration
@@ -18,8 +19,8 @@ def test_embedded_controller_runs_steps_with_one_slurm_query_per_poll(
     slurm_identities: dict[str, str], workdir: Path
 ) -> None:
     env = slurm_identities
-    kube = KubeAccess(load_api_client(env["KUBECONFIG"]))
-    controller = Controller(kube, ControllerSettings(poll_interval=0.5, namespace="team-b"))
+    kube = KubeCore(load_api_client(env["KUBECONFIG"]), field_manager="converged-controller")
+    controller = Controller.connect(kube, ControllerSettings(poll_interval=0.5, namespace="team-b"))
     controller.start()
     try:
         names = [f"emb-{uuid.uuid4().hex[:6]}" for _ in range(4)]

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from converged_bridge.api.workflowstep import WorkflowStep
-from converged_bridge.kueue.builders import KueueSite, build_operator_object
+from converged_bridge.backends.kueue.operators import KueueSite, build_operator_object
 from tests.integration.conftest import ControllerProcess, apply, eventually, kubectl
 from tests.integration.test_controller_slurm import TERMINAL, create, get, wait_phase
 

@@ -1,6 +1,6 @@
 """The controller's poll cycle: which writes go first, which wait, and which watch events are too old.
 
-The Kubernetes API and Slurm are our own edges here (KubeAccess, SlurmTransport): recording fakes
+The Kubernetes API and Slurm are our own edges here (WorkflowSteps and Events, SlurmTransport): recording fakes
 stand in for them; the jobs are a real Slurm job record in the states Slurm later reports.
 """
 
@@ -15,20 +15,24 @@ from pathlib import Path
 from typing import Any, cast
 
 from converged_bridge.api.slurmcluster import SlurmClusterSpec
-from converged_bridge.api.workflowstep import Phase, WorkflowStep
-from converged_bridge.controller.intents import FINALIZER, Emit, Intent, WriteStatus
-from converged_bridge.controller.runner import Controller, ControllerSettings
-from converged_bridge.controller.slurm_reconcile import SlurmView, plan_slurm_step
-from converged_bridge.controller.status import plan_ends_step
-from converged_bridge.kube.access import KubeAccess
+from converged_bridge.api.workflowstep import Backend, Phase, WorkflowStep
+from converged_bridge.backends.kueue import KueueBackend
+from converged_bridge.backends.kueue.operators import KueueSite
+from converged_bridge.backends.slurm import SlurmBackend
+from converged_bridge.backends.slurm.plan import SlurmView, plan_slurm_step
+from converged_bridge.controller.runner import Controller
+from converged_bridge.controller.settings import ControllerSettings
+from converged_bridge.kube.steps import WorkflowSteps
+from converged_bridge.reconcile.intents import Emit, Intent, WriteStatus
+from converged_bridge.reconcile.status import StatusTiming, plan_ends_step
 from converged_bridge.slurm.jobs import COMMENT_PREFIX, JobState, SlurmJob
 from converged_bridge.slurm.transport import Submission
+from converged_bridge.wire import FINALIZER
 from tests.unit.clocks import ManualClock
-from tests.unit.test_slurm_reconcile import CLUSTER_SPEC, JOBS
+from tests.unit.test_backend_slurm_plan import CLUSTER_SPEC, JOBS
 
 PENDING_JOB = JOBS[16]
 T0 = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
-CLUSTER = {"metadata": {"name": "hpc"}, "spec": CLUSTER_SPEC}
 
 
 def uid(name: str) -> str:
@@ -36,7 +40,8 @@ def uid(name: str) -> str:
 
 
 class RecordingKube:
-    """The part of KubeAccess a poll cycle uses, over stored steps; records every write in order."""
+    """The part of the Kubernetes API a poll cycle uses (WorkflowSteps, Events), over stored steps;
+    records every write in order."""
 
     def __init__(self) -> None:
         self.stored: dict[str, dict[str, Any]] = {}
@@ -51,9 +56,6 @@ class RecordingKube:
             obj["metadata"]["resourceVersion"] = str(self._rv)
             self.stored[obj["metadata"]["name"]] = obj
             return copy.deepcopy(obj)
-
-    def list_slurm_clusters(self) -> list[dict[str, Any]]:
-        return [CLUSTER]
 
     def read_secret_key(self, namespace: str, name: str, key: str) -> str:
         return "secret"
@@ -137,8 +139,15 @@ def job_of(name: str, job_id: int, state: JobState, reason: str = "") -> SlurmJo
 
 
 def view(job: SlurmJob | None) -> SlurmView:
-    spec = SlurmClusterSpec.model_validate(CLUSTER["spec"])
-    return SlurmView(cluster_name="hpc", cluster=spec, job=job, submitted_job_id=None, log_dir="/l", now=T0)
+    spec = SlurmClusterSpec.model_validate(CLUSTER_SPEC)
+    return SlurmView(
+        cluster_name="hpc",
+        cluster=spec,
+        job=job,
+        submitted_job_id=None,
+        log_dir="/l",
+        timing=StatusTiming(T0),
+    )
 
 
 def queued(name: str, job_id: int, reason: str) -> dict[str, Any]:
@@ -155,14 +164,24 @@ def controller_over(
     """A controller that has listed `steps` (not started: the test runs its cycle), in a process
     started seconds after boot."""
     kube, transport, clock = RecordingKube(), ListingTransport(jobs), ManualClock(wall=T0)
-    controller = Controller(
-        cast(KubeAccess, kube),
-        ControllerSettings(log_dir=str(tmp_path), pending_reason_refresh=30.0),
+    slurm = SlurmBackend(
+        lambda: {"hpc": SlurmClusterSpec.model_validate(CLUSTER_SPEC)},
+        kube.read_secret_key,
+        log_dir=str(tmp_path),
         transport_factory=lambda name, spec, read: transport,
         clock=clock.wall,
         monotonic_clock=clock.monotonic,
     )
-    controller._on_event("SYNC", [kube.put(o) for o in steps])
+    kueue = KueueBackend(cast(Any, None), KueueSite(), clock=clock.wall)  # no Kueue step in these cycles
+    controller = Controller(
+        cast(WorkflowSteps, kube),
+        kube,
+        {Backend.SLURM: slurm, Backend.KUEUE: kueue},
+        ControllerSettings(log_dir=str(tmp_path), pending_reason_refresh=30.0),
+        clock=clock.wall,
+        monotonic_clock=clock.monotonic,
+    )
+    controller.on_event("SYNC", [kube.put(o) for o in steps])
     return controller, kube, transport, clock
 
 
@@ -194,7 +213,7 @@ def test_a_cycle_writes_the_ended_step_first_and_submits_new_work_in_the_same_cy
     ]
     controller, kube, transport, clock = controller_over(steps, jobs, tmp_path)
 
-    controller._poll_and_reconcile()
+    controller.poll_and_reconcile()
     assert len(transport.submitted) == 1  # new work is never left for a later cycle
     assert kube.writes[:2] == [("ends", "status Succeeded"), ("ends", "event Succeeded")]
     # then the other plans, on the appliers: each step's own writes in order
@@ -209,7 +228,7 @@ def test_a_cycle_writes_the_ended_step_first_and_submits_new_work_in_the_same_cy
 
     clock.advance(31)  # the refresh interval has passed for "waits"
     kube.writes.clear()
-    controller._poll_and_reconcile()
+    controller.poll_and_reconcile()
     assert kube.writes == [("waits", "status Queued")]  # no event: its phase did not change
     assert kube.stored["waits"]["status"]["reason"] == "Priority"
     assert len(transport.submitted) == 1
@@ -220,13 +239,13 @@ def test_a_watch_event_older_than_our_own_write_is_not_decided_on(tmp_path: Path
     controller, kube, _, _ = controller_over([before], [job_of("s", 20, JobState.RUNNING)], tmp_path)
     on_its_way = copy.deepcopy(kube.stored["s"])  # the watch's copy, not yet taken by the loop
 
-    controller._poll_and_reconcile()
+    controller.poll_and_reconcile()
     assert kube.writes == [("s", "status Running"), ("s", "event Running")]
-    controller._on_event("MODIFIED", on_its_way)  # arrives after the write answered
+    controller.on_event("MODIFIED", on_its_way)  # arrives after the write answered
     assert kube.writes == [("s", "status Running"), ("s", "event Running")]  # not written, nor told, again
     assert controller.steps[uid("s")]["status"]["phase"] == "Running"
 
-    controller._on_event("MODIFIED", copy.deepcopy(kube.stored["s"]))  # the write's own echo
+    controller.on_event("MODIFIED", copy.deepcopy(kube.stored["s"]))  # the write's own echo
     assert (
         controller.steps[uid("s")]["metadata"]["resourceVersion"]
         == kube.stored["s"]["metadata"]["resourceVersion"]

@@ -13,6 +13,8 @@ import pytest
 
 from converged_bridge.api.slurmcluster import SlurmClusterSpec
 from converged_bridge.errors import BackendError
+from converged_bridge.kube.kueue_api import KueueApi
+from converged_bridge.wire import Kind
 from converged_daemon import names
 from converged_daemon.mirror import Mirror, MirrorSettings
 from tests.unit.clocks import ManualClock
@@ -25,17 +27,20 @@ class Objects:
         self.store: dict[tuple[str, str], dict[str, Any]] = {}
         self.writes: list[tuple[str, str, str]] = []
 
-    def list_objects(self, group: str, version: str, plural: str, **_: Any) -> list[dict[str, Any]]:
+    def list_objects(self, kind: Kind, **_: Any) -> list[dict[str, Any]]:
+        plural = kind.plural
         return [o for (p, _), o in self.store.items() if p == plural]
 
-    def apply(self, group: str, version: str, plural: str, name: str, body: dict[str, Any], **kw: Any) -> Any:
+    def apply(self, kind: Kind, name: str, body: dict[str, Any], **kw: Any) -> Any:
+        plural = kind.plural
         self.writes.append(("apply", plural, name))
         obj = self.store.setdefault((plural, name), {"metadata": {"name": name, "uid": str(uuid.uuid4())}})
         obj.update({k: v for k, v in body.items() if k != "metadata"})
         obj["metadata"] = {**body.get("metadata", {}), "uid": obj["metadata"]["uid"], "name": name}
         return obj
 
-    def delete(self, group: str, version: str, plural: str, name: str, **_: Any) -> None:
+    def delete(self, kind: Kind, name: str, **_: Any) -> None:
+        plural = kind.plural
         self.writes.append(("delete", plural, name))
         self.store.pop((plural, name), None)
 
@@ -82,6 +87,7 @@ def mirror(
         lambda *a: "",
         settings,
         transport_factory=unreachable,
+        kueue=KueueApi(objects, version="v1beta2"),  # type: ignore[arg-type]
         clock=clock.wall,
         monotonic_clock=clock.monotonic,
     )

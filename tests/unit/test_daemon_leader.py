@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from converged_bridge.errors import TransientBackendError
-from converged_bridge.kube.access import NotFound
+from converged_bridge.kube.core import NotFound
 from converged_daemon.leader import ElectionSettings, LeaderElector
 from tests.unit.clocks import ManualClock
 

@@ -283,7 +283,7 @@ def test_quota_policy_total_cohort_and_queue_name() -> None:
     store = Store()
     run(store, captured(), sc=spec(quotaPolicy="total", cohort="hpc", clusterQueue="slurm"))
     queue = store.objects[("clusterqueues", "slurm")]["spec"]
-    assert queue["cohort"] == "hpc"
+    assert queue["cohortName"] == "hpc" and "cohort" not in queue  # v1beta2: renamed
     quotas = {
         f["name"]: {r["name"]: r["nominalQuota"] for r in f["resources"]}
         for f in queue["resourceGroups"][0]["flavors"]

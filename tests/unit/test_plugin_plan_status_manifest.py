@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from snakemake_interface_common.exceptions import WorkflowError
 
-from converged_bridge.api.workflowstep import Backend, WorkflowStep
+from converged_bridge.api.workflowstep import Backend, Resources, WorkflowStep
 from converged_bridge.routing import Decision, RouteDecision
 from snakemake_executor_plugin_converged.manifest import JobFacts, build_step_manifest
 from snakemake_executor_plugin_converged.plan import PlanEntry, build_plan_groups, render_plan
@@ -23,8 +23,8 @@ GPU = RouteDecision(
 )
 KUEUE = RouteDecision(Backend.KUEUE, Decision.EXPLICIT, "kueue team-a/real: fits", local_queue="team-a/real")
 REFUSED = RouteDecision(None, Decision.REFUSED, "slurm s/gpu: no h100 GPUs")
-SMALL = StepResources(mem_mib=100)
-GPU1 = StepResources(mem_mib=100, gpus=1, gpu_model="a100")
+SMALL = StepResources(shape=Resources(mem_mib=100))
+GPU1 = StepResources(shape=Resources(mem_mib=100, gpus=1, gpu_model="a100"))
 
 
 def entry(level: int, jobid: int, rule: str, res: StepResources, d: RouteDecision, wc: str = "") -> PlanEntry:
@@ -98,7 +98,9 @@ def facts(**kw: Any) -> JobFacts:
 
 
 def test_manifest_of_a_slurm_step_is_a_valid_workflowstep() -> None:
-    res = StepResources(cpus=2, mem_mib=954, runtime_minutes=30, slurm_account="lab", qos="normal")
+    res = StepResources(
+        shape=Resources(cpus=2, mem_mib=954, runtime_minutes=30), slurm_account="lab", qos="normal"
+    )
     m = build_step_manifest(facts(), res, CPU)
     step = WorkflowStep.model_validate(m)
     # "bwa_map" is not a DNS label: the slug gets a digest of the real rule name

@@ -20,8 +20,15 @@ def test_snakemake_defaults_and_threads_give_a_one_node_step() -> None:
     r = parse(
         {"_cores": 4, "_nodes": 1, "mem_mb": 1000, "mem_mib": 954, "disk_mb": 1000, "tmpdir": "/tmp"}, 4
     )
-    assert (r.cpus, r.mem_mib, r.gpus, r.nodes, r.tasks, r.mpi) == (4, 954, 0, 1, 1, False)
-    assert r.preference == Preference.AUTO and r.image is None and r.runtime_minutes is None
+    assert (r.shape.cpus, r.shape.mem_mib, r.shape.gpus, r.shape.nodes, r.shape.tasks, r.mpi) == (
+        4,
+        954,
+        0,
+        1,
+        1,
+        False,
+    )
+    assert r.preference == Preference.AUTO and r.image is None and r.shape.runtime_minutes is None
 
 
 def test_every_converged_resource_is_read() -> None:
@@ -53,7 +60,15 @@ def test_every_converged_resource_is_read() -> None:
         "lab",
         "normal",
     )
-    assert (r.gpus, r.gpu_model, r.nodes, r.tasks, r.mpi, r.runtime_minutes, r.cpus) == (
+    assert (
+        r.shape.gpus,
+        r.shape.gpu_model,
+        r.shape.nodes,
+        r.shape.tasks,
+        r.mpi,
+        r.shape.runtime_minutes,
+        r.shape.cpus,
+    ) == (
         2,
         "a100",
         2,
@@ -62,14 +77,14 @@ def test_every_converged_resource_is_read() -> None:
         90,
         3,
     )
-    assert r.mem_mib == 1908  # 2000 MB in MiB, rounded up
+    assert r.shape.mem_mib == 1908  # 2000 MB in MiB, rounded up
     request = r.request("align", "team-a", "site")
     assert request.local_queue == "team-a/real" and request.has_image and request.slurm_cluster == "site"
 
 
 def test_slurm_plugin_gpu_form_model_colon_count() -> None:
     r = parse({"gpu": "a100:2"})
-    assert (r.gpus, r.gpu_model) == (2, "a100")
+    assert (r.shape.gpus, r.shape.gpu_model) == (2, "a100")
 
 
 def test_settings_defaults_apply_and_rules_override_them() -> None:
@@ -132,21 +147,27 @@ def test_malformed_or_unknown_values_name_the_rule_and_the_resource(
 
 
 def test_other_resource_names_belong_to_snakemake_or_the_workflow_and_are_ignored() -> None:
-    assert parse({"load": 50, "disk_mib": 3, "constraint": "haswell"}).cpus == 1
+    assert parse({"load": 50, "disk_mib": 3, "constraint": "haswell"}).shape.cpus == 1
 
 
 def test_numbers_given_as_strings_are_accepted() -> None:
     r = parse({"gpu": "1", "nodes": "2", "tasks": "4", "runtime": "30", "mpi": "false"})
-    assert (r.gpus, r.nodes, r.tasks, r.runtime_minutes, r.mpi) == (1, 2, 4, 30, False)
+    assert (r.shape.gpus, r.shape.nodes, r.shape.tasks, r.shape.runtime_minutes, r.mpi) == (
+        1,
+        2,
+        4,
+        30,
+        False,
+    )
 
 
 def test_shape_names_what_distinguishes_steps() -> None:
-    assert parse({"mem_mb": 1000}).shape() == "1 cpu, 954 MiB"
+    assert parse({"mem_mb": 1000}).describe() == "1 cpu, 954 MiB"
     both = parse({}, default_image="reg/step:1", default_slurm_image="/img/step")
-    assert both.shape(Backend.SLURM) == "1 cpu, image /img/step"
-    assert both.shape(Backend.KUEUE) == "1 cpu, image reg/step:1"
+    assert both.describe(Backend.SLURM) == "1 cpu, image /img/step"
+    assert both.describe(Backend.KUEUE) == "1 cpu, image reg/step:1"
     assert (
-        parse({"gpu": "a100:1", "tasks": 4, "mpi": 1}, threads=2).shape()
+        parse({"gpu": "a100:1", "tasks": 4, "mpi": 1}, threads=2).describe()
         == "2 cpu x 4 tasks, 1 gpu a100, mpi"
     )
 

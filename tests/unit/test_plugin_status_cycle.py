@@ -16,7 +16,7 @@ from tests.unit.clocks import ManualClock
 
 
 class CountingSteps:
-    """Our own edge (kube/run_steps.RunSteps) replaced: answers LISTs from a dict, counts them."""
+    """Our own edge (kube/steps.WorkflowSteps) replaced: answers LISTs from a dict, counts them."""
 
     def __init__(self, phases: dict[str, str]) -> None:
         self.phases = phases

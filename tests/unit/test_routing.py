@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from converged_bridge.api.workflowstep import Backend, Operator
+from converged_bridge.api.workflowstep import Backend, Operator, Resources
 from converged_bridge.routing import (
     CapacityView,
     Decision,
@@ -49,8 +49,13 @@ BOTH = CapacityView(slurm=(SLURM,), kueue=(REAL, KWOK), operators=frozenset({Ope
 W = SiteWeights()
 
 
+SHAPE_FIELDS = ("cpus", "mem_mib", "gpus", "gpu_model", "nodes", "tasks", "runtime_minutes")
+
+
 def req(**kw: object) -> StepRequest:
-    return StepRequest(rule="r", **kw)  # type: ignore[arg-type]
+    """A request of rule r; the shape's fields (cpus, gpus, ...) go into its Resources."""
+    shape = {k: kw.pop(k) for k in SHAPE_FIELDS if k in kw}
+    return StepRequest(rule="r", shape=Resources(**shape), **kw)  # type: ignore[arg-type]
 
 
 def test_cpu_step_on_idle_capacity_goes_to_slurm_cpu_not_the_gpu_partition() -> None:

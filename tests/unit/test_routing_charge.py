@@ -19,19 +19,14 @@ from converged_bridge.routing import (
     RouteDecision,
     SiteWeights,
     SlurmClusterView,
-    StepRequest,
     charge,
     route,
     route_batch,
 )
-from tests.unit.test_routing import BOTH, CPU, GPU, REAL, SLURM
+from tests.unit.test_routing import BOTH, CPU, GPU, REAL, SLURM, req
 
 W = SiteWeights()
 SLURM_ONLY = CapacityView(slurm=(SLURM,))
-
-
-def req(**kw: object) -> StepRequest:
-    return StepRequest(rule="r", **kw)  # type: ignore[arg-type]
 
 
 def partitions(view: CapacityView) -> dict[str, object]:

@@ -13,9 +13,9 @@ from pydantic import AwareDatetime, Field, model_validator
 from converged_bridge.api.base import SpecModel, StatusModel, dump_manifest
 from converged_bridge.api.conditions import Condition
 from converged_bridge.api.meta import DNS_LABEL_PATTERN, SECRET_KEY_PATTERN, ObjectMeta
-from converged_bridge.api.workflowstep import API_VERSION, SLURM_NAME_PATTERN, DnsSubdomain, SlurmName
+from converged_bridge.api.workflowstep import SLURM_NAME_PATTERN, DnsSubdomain, SlurmName
+from converged_bridge.wire import API_VERSION
 
-PLURAL = "slurmclusters"
 SLURM_USER_PATTERN = r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*$"
 # Bound into containers with --bind/-v SRC:DST[,...]: ':' and ',' would split the specification.
 BIND_PATH_PATTERN = r"^/[^:,]*$"

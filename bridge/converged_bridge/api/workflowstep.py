@@ -7,22 +7,14 @@ Validators named after a CEL rule of the CRD raise that rule's message.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any, Final, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import AwareDatetime, Field, model_validator
 
 from converged_bridge.api.base import SpecModel, StatusModel, dump_manifest
 from converged_bridge.api.conditions import CONDITION_REASON_PATTERN, Condition
 from converged_bridge.api.meta import DNS_SUBDOMAIN_PATTERN, SECRET_KEY_PATTERN, ObjectMeta
-
-GROUP: Final = "converged.dev"
-VERSION: Final = "v1alpha1"
-API_VERSION: Final = "converged.dev/v1alpha1"
-PLURAL = "workflowsteps"
-# Steps of a run whose controller is embedded in its snakemake process carry this label (value
-# "embedded"); deployed controllers leave them alone and the embedded one selects only its own run,
-# so a step never has two controllers submitting it.
-CONTROLLER_LABEL = "converged.dev/controller"
+from converged_bridge.wire import API_VERSION
 
 LABEL_VALUE_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"

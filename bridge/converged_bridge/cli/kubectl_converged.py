@@ -13,14 +13,17 @@ import sys
 from collections.abc import Sequence
 
 from converged_bridge.api.workflowstep import BackendKind, WorkflowStep
-from converged_bridge.controller.slurm_shell import read_log_tail
+from converged_bridge.backends.slurm.files import read_log_tail
 from converged_bridge.errors import BackendError
-from converged_bridge.kube.access import KubeAccess, NotFound, current_namespace, load_api_client
+from converged_bridge.kube.core import KubeCore, NotFound, current_namespace, load_api_client
+from converged_bridge.kube.objects import KubeObjects
+from converged_bridge.kube.pods import pod_log, pod_names
+from converged_bridge.kube.steps import WorkflowSteps
 
 FULL_LOG = 1 << 30
 
 
-def step_logs(kube: KubeAccess, step: WorkflowStep, tail: int | None) -> tuple[str, str | None]:
+def step_logs(objects: KubeObjects, step: WorkflowStep, tail: int | None) -> tuple[str, str | None]:
     """(log text, a note for stderr) for `step`."""
     ref = step.status.backend_ref
     if ref is None:
@@ -37,12 +40,12 @@ def step_logs(kube: KubeAccess, step: WorkflowStep, tail: int | None) -> tuple[s
             "showing the tail kept in the step's status",
         )
     namespace = step.metadata.namespace or "default"
-    pods = kube.pod_names(namespace, f"job-name={ref.name}")
+    pods = pod_names(objects, namespace, f"job-name={ref.name}")
     if not pods:
         return _tail(
             step.status.log_tail or "", tail
         ), f"no pods left for {ref.display}; showing the kept tail"
-    return "".join(kube.pod_log(namespace, pod, tail) for pod in pods), None
+    return "".join(pod_log(objects, namespace, pod, tail) for pod in pods), None
 
 
 def _tail(text: str, lines: int | None) -> str:
@@ -64,9 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     namespace = args.namespace or current_namespace(args.kubeconfig)
     try:
-        kube = KubeAccess(load_api_client(args.kubeconfig))
-        step = WorkflowStep.model_validate(kube.get_step(namespace, args.step))
-        text, note = step_logs(kube, step, args.tail)
+        objects = KubeObjects(KubeCore(load_api_client(args.kubeconfig), field_manager="kubectl-converged"))
+        step = WorkflowStep.model_validate(WorkflowSteps(objects).get_step(namespace, args.step))
+        text, note = step_logs(objects, step, args.tail)
     except NotFound:
         print(f"error: workflowstep {args.step!r} not found in namespace {namespace!r}", file=sys.stderr)
         return 1

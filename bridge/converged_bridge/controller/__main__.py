@@ -7,11 +7,16 @@ import json
 import logging
 import signal
 import sys
-from dataclasses import fields
 from types import FrameType
 
-from converged_bridge.controller.runner import Controller, ControllerSettings
-from converged_bridge.kube.access import KubeAccess, load_api_client
+from converged_bridge.controller.runner import Controller
+from converged_bridge.controller.settings import (
+    ControllerSettings,
+    add_settings_arguments,
+    settings_from_args,
+)
+from converged_bridge.kube.core import KubeCore, load_api_client
+from converged_bridge.wire import CONTROLLER_FIELD_MANAGER
 
 
 class JsonFormatter(logging.Formatter):
@@ -27,45 +32,6 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             doc["exception"] = self.formatException(record.exc_info)
         return json.dumps(doc)
-
-
-SETTING_HELP = {
-    "poll_interval": "seconds between Slurm job listings (one query per cluster)",
-    "pending_reason_refresh": "seconds: a waiting step's new reason alone is written at most this often",
-    "apply_workers": "threads that apply a poll cycle's plans (1: all on the loop thread)",
-    "cluster_refresh": "seconds between re-reads of SlurmCluster objects",
-    "namespace": "watch only this namespace (default: all)",
-    "label_selector": "steps this controller drives (default: all but runs with an embedded controller)",
-    "log_dir": "directory for Slurm logs of steps without a workingDir",
-    "watch_timeout": "seconds a WATCH stays open before it is renewed",
-    "local_queue": "Kueue LocalQueue for Kubernetes-backed steps that name none",
-    "shared_paths": "comma-separated host directories mounted at the same path in every step pod",
-    "image_pull_policy": "imagePullPolicy of step containers (IfNotPresent, Never, Always)",
-}
-
-
-def add_settings_arguments(parser: argparse.ArgumentParser, prefix: str = "") -> None:
-    """One `--<prefix><field>` flag per ControllerSettings field (the daemon uses prefix "controller-")."""
-    defaults = ControllerSettings()
-    for f in fields(ControllerSettings):
-        default = getattr(defaults, f.name)
-        parser.add_argument(
-            f"--{prefix}{f.name.replace('_', '-')}",
-            dest=_dest(prefix, f.name),
-            type=type(default) if default is not None else str,
-            default=default,
-            help=SETTING_HELP[f.name],
-        )
-
-
-def settings_from_args(args: argparse.Namespace, prefix: str = "") -> ControllerSettings:
-    return ControllerSettings(
-        **{f.name: getattr(args, _dest(prefix, f.name)) for f in fields(ControllerSettings)}
-    )
-
-
-def _dest(prefix: str, name: str) -> str:
-    return prefix.replace("-", "_") + name
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, ControllerSettings]:
@@ -84,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     logging.basicConfig(level=args.log_level.upper(), handlers=[handler])
-    controller = Controller(KubeAccess(load_api_client(args.kubeconfig)), settings)
+    core = KubeCore(load_api_client(args.kubeconfig), field_manager=CONTROLLER_FIELD_MANAGER)
+    controller = Controller.connect(core, settings)
 
     def shutdown(signum: int, frame: FrameType | None) -> None:
         logging.getLogger("converged.controller").info("signal %s: stopping", signum)

@@ -1,0 +1,43 @@
+"""One interface every backend implements; the controller knows backends only through it.
+
+A backend unit observes its jobs for all of its steps in one call per cycle (one Slurm listing per
+cluster; one LIST per Kubernetes kind), decides a step's intents with a pure plan over what it
+observed, and carries out its own intents (submit, cancel, create, delete). Finalizers, finished
+steps and deletion are handled once, in `reconcile.lifecycle`, for every backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from converged_bridge.api.workflowstep import Backend, WorkflowStep
+from converged_bridge.reconcile.intents import BackendIntent, Executed, Intent
+from converged_bridge.reconcile.status import StatusTiming
+
+
+class BackendUnit(Protocol):
+    backend: Backend
+
+    def observe(self, steps: Sequence[WorkflowStep]) -> None:
+        """Read the backend's state for these steps (its unfinished or deleted ones), in as few requests
+        as the backend allows. Errors are logged; what could not be read counts as not observed."""
+
+    def decide(self, step: WorkflowStep, timing: StatusTiming) -> list[Intent] | None:
+        """The plan for a running step, from what was observed (pure plan); None: wait for the next
+        observation."""
+
+    def decide_cleanup(self, step: WorkflowStep) -> list[Intent] | None:
+        """What must go before a deleted step's finalizer (cancel its job); None: observe first."""
+
+    def execute(self, step: WorkflowStep, intent: BackendIntent) -> Executed:
+        """Carry out one of the backend's own intents; transient failures become `stop`."""
+
+    def finished(self, step: WorkflowStep) -> None:
+        """The step's terminal status is written: drop what it kept on the side (secret files)."""
+
+    def forget(self, uid: str) -> None:
+        """The step is gone from the API: drop its bookkeeping."""
+
+    def close(self) -> None:
+        """Release connections."""

@@ -1,0 +1,182 @@
+"""What every operator object of a step shares: name, labels, owner, container, pod (pure).
+
+Every object is created suspended where the kind allows, carries `kueue.x-k8s.io/queue-name` (and the
+priority class when set), is owned by its WorkflowStep (deleted with it), has a deadline from the
+step's runtime, cpu/memory/GPU requests, exactly one completion with no retry (no accidental re-runs),
+restartPolicy Never, and a name derived deterministically from the step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from converged_bridge.api.workflowstep import WorkflowStep
+from converged_bridge.errors import InvalidStep
+from converged_bridge.wire import (
+    API_VERSION,
+    GPU_MODEL_LABEL,
+    GPU_RESOURCE,
+    MANAGED_LABEL,
+    MANAGED_VALUE,
+    PRIORITY_LABEL,
+    QUEUE_LABEL,
+    RUN_LABEL,
+    STEP_UID_LABEL,
+    Kind,
+)
+
+NAME_MAX = 52  # Job names become pod label values (<= 63) with room for the indexed suffixes JobSet adds
+
+
+@dataclass(frozen=True)
+class KueueSite:
+    """How this site runs steps on Kubernetes (controller settings, not per step)."""
+
+    default_local_queue: str = "default"
+    shared_paths: tuple[str, ...] = ()  # hostPath mounts at the same path in every pod (a shared filesystem)
+    image_pull_policy: str = "IfNotPresent"
+    extra_labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BuiltObject:
+    kind: Kind
+    name: str
+    body: dict[str, Any]
+
+
+_NOT_DNS = re.compile(r"[^a-z0-9-]+")
+
+
+def build_object_name(step: WorkflowStep) -> str:
+    """A DNS-1123 label <= 52 chars from the step name; a hash of the full name keeps long ones unique."""
+    name = step.metadata.name or ""
+    if not name:
+        raise InvalidStep("metadata.name", "a step needs a name")
+    clean = _NOT_DNS.sub("-", name.lower()).strip("-") or "step"
+    if clean == name and len(name) <= NAME_MAX:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{clean[: NAME_MAX - 9].rstrip('-')}-{digest}"
+
+
+def build_labels(step: WorkflowStep, site: KueueSite) -> dict[str, str]:
+    spec = step.spec
+    queue = (
+        spec.kueue.local_queue if spec.kueue and spec.kueue.local_queue else None
+    ) or site.default_local_queue
+    labels = {
+        **site.extra_labels,
+        QUEUE_LABEL: queue,
+        MANAGED_LABEL: MANAGED_VALUE,
+        STEP_UID_LABEL: step.metadata.uid or "",
+        RUN_LABEL: spec.workflow.run_id,
+    }
+    if spec.kueue and spec.kueue.priority_class:
+        labels[PRIORITY_LABEL] = spec.kueue.priority_class
+    return labels
+
+
+def build_owner_reference(step: WorkflowStep) -> dict[str, Any]:
+    if not step.metadata.uid:
+        raise InvalidStep("metadata.uid", "a step needs a uid to own objects")
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "WorkflowStep",
+        "name": step.metadata.name,
+        "uid": step.metadata.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def build_resources(step: WorkflowStep) -> dict[str, Any]:
+    """Requests from the step's resources (what Kueue's quota and the scheduler count). Limits only for
+    GPUs, which need them: like Slurm without memory enforcement and snakemake's Kubernetes executor,
+    a step is not killed for the snakemake wrapper's own memory; a namespace LimitRange can cap it."""
+    r = step.spec.resources
+    requests: dict[str, str] = {"cpu": str(r.cpus)}
+    if r.mem_mib is not None:
+        requests["memory"] = f"{r.mem_mib}Mi"
+    resources: dict[str, Any] = {"requests": requests}
+    if r.gpus:
+        requests[GPU_RESOURCE] = str(r.gpus)
+        resources["limits"] = {GPU_RESOURCE: str(r.gpus)}
+    return resources
+
+
+def build_container(step: WorkflowStep, site: KueueSite, name: str = "step") -> dict[str, Any]:
+    spec = step.spec
+    if not spec.image:
+        raise InvalidStep("spec.image", "a step routed to Kubernetes needs a container image")
+    env: list[dict[str, Any]] = []
+    for e in spec.env:
+        if e.value is not None:
+            env.append({"name": e.name, "value": e.value})
+        elif e.value_from is not None:
+            ref = e.value_from.secret_key_ref
+            env.append({"name": e.name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    container: dict[str, Any] = {
+        "name": name,
+        "image": spec.image,
+        "imagePullPolicy": site.image_pull_policy,
+        "command": list(spec.command),  # argv, never through a shell
+        "resources": build_resources(step),
+        # the last lines of output become the termination message: exit reason without reading logs
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    if env:
+        container["env"] = env
+    if spec.working_dir:
+        container["workingDir"] = spec.working_dir
+    if site.shared_paths:
+        container["volumeMounts"] = [
+            {"name": f"shared-{i}", "mountPath": p} for i, p in enumerate(site.shared_paths)
+        ]
+    return container
+
+
+def build_pod_spec(step: WorkflowStep, site: KueueSite, containers: list[dict[str, Any]]) -> dict[str, Any]:
+    pod: dict[str, Any] = {"restartPolicy": "Never", "containers": containers}
+    if step.spec.resources.gpu_model:
+        pod["nodeSelector"] = {GPU_MODEL_LABEL: step.spec.resources.gpu_model}
+    if site.shared_paths:
+        pod["volumes"] = [
+            {"name": f"shared-{i}", "hostPath": {"path": p, "type": "Directory"}}
+            for i, p in enumerate(site.shared_paths)
+        ]
+    return pod
+
+
+def deadline_seconds(step: WorkflowStep) -> int | None:
+    minutes = step.spec.resources.runtime_minutes
+    return minutes * 60 if minutes else None
+
+
+def build_metadata(step: WorkflowStep, site: KueueSite, name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": step.metadata.namespace,
+        "labels": build_labels(step, site),
+        "ownerReferences": [build_owner_reference(step)],
+    }
+
+
+def build_job_spec(step: WorkflowStep, site: KueueSite) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "suspend": True,
+        "completions": 1,
+        "parallelism": 1,
+        "backoffLimit": 0,
+        "template": {
+            "metadata": {"labels": {STEP_UID_LABEL: step.metadata.uid or ""}},
+            "spec": build_pod_spec(step, site, [build_container(step, site)]),
+        },
+    }
+    deadline = deadline_seconds(step)
+    if deadline:
+        spec["activeDeadlineSeconds"] = deadline
+    return spec

@@ -1,0 +1,120 @@
+"""How the controller runs, its command-line flags, and the backend units it drives."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, fields
+
+from converged_bridge.api.workflowstep import Backend
+from converged_bridge.backends.base import BackendUnit
+from converged_bridge.backends.kueue import KueueBackend
+from converged_bridge.backends.kueue.operators import KueueSite
+from converged_bridge.backends.slurm import SlurmBackend
+from converged_bridge.backends.slurm.unit import TransportFactory
+from converged_bridge.kube.objects import KubeObjects
+from converged_bridge.kube.secrets import SecretKeys
+from converged_bridge.kube.steps import WorkflowSteps
+from converged_bridge.slurm.connect import build_transport
+from converged_bridge.timing import Monotonic, WallClock
+from converged_bridge.wire import CONTROLLER_LABEL
+
+
+@dataclass(frozen=True)
+class ControllerSettings:
+    """How the controller runs. Every field has a command-line flag of the same name."""
+
+    poll_interval: float = 2.0  # seconds between Slurm job listings (one query per cluster)
+    pending_reason_refresh: float = 30.0  # seconds: a waiting step's new reason alone is written this rarely
+    apply_workers: int = 4  # threads applying a cycle's plans (a burst of new steps); 1: on the loop thread
+    cluster_refresh: float = 30.0  # seconds between re-reads of SlurmCluster objects
+    namespace: str | None = None  # watch one namespace, or all
+    label_selector: str = f"!{CONTROLLER_LABEL}"  # which steps are ours (default: not an embedded run's)
+    log_dir: str = "/tmp/converged"  # where Slurm logs go for steps without a workingDir
+    watch_timeout: int = 300  # seconds a WATCH stays open before it is renewed
+    local_queue: str = "default"  # Kueue LocalQueue for steps that name none
+    shared_paths: str = ""  # comma-separated host directories mounted at the same path in every pod
+    image_pull_policy: str = "IfNotPresent"  # for the containers of Kubernetes-backed steps
+
+    def kueue_site(self) -> KueueSite:
+        paths = tuple(p for p in self.shared_paths.split(",") if p)
+        return KueueSite(
+            default_local_queue=self.local_queue, shared_paths=paths, image_pull_policy=self.image_pull_policy
+        )
+
+
+SETTING_HELP = {
+    "poll_interval": "seconds between Slurm job listings (one query per cluster)",
+    "pending_reason_refresh": "seconds: a waiting step's new reason alone is written at most this often",
+    "apply_workers": "threads that apply a poll cycle's plans (1: all on the loop thread)",
+    "cluster_refresh": "seconds between re-reads of SlurmCluster objects",
+    "namespace": "watch only this namespace (default: all)",
+    "label_selector": "steps this controller drives (default: all but runs with an embedded controller)",
+    "log_dir": "directory for Slurm logs of steps without a workingDir",
+    "watch_timeout": "seconds a WATCH stays open before it is renewed",
+    "local_queue": "Kueue LocalQueue for Kubernetes-backed steps that name none",
+    "shared_paths": "comma-separated host directories mounted at the same path in every step pod",
+    "image_pull_policy": "imagePullPolicy of step containers (IfNotPresent, Never, Always)",
+}
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+    """One `--<prefix><field>` flag per ControllerSettings field (the daemon uses prefix "controller-")."""
+    defaults = ControllerSettings()
+    for f in fields(ControllerSettings):
+        default = getattr(defaults, f.name)
+        parser.add_argument(
+            f"--{prefix}{f.name.replace('_', '-')}",
+            dest=_dest(prefix, f.name),
+            type=type(default) if default is not None else str,
+            default=default,
+            help=SETTING_HELP[f.name],
+        )
+
+
+def settings_from_args(args: argparse.Namespace, prefix: str = "") -> ControllerSettings:
+    return ControllerSettings(
+        **{f.name: getattr(args, _dest(prefix, f.name)) for f in fields(ControllerSettings)}
+    )
+
+
+def _dest(prefix: str, name: str) -> str:
+    return prefix.replace("-", "_") + name
+
+
+def build_units(
+    objects: KubeObjects,
+    settings: ControllerSettings,
+    clock: WallClock,
+    monotonic_clock: Monotonic,
+    transport_factory: TransportFactory = build_transport,
+) -> dict[Backend, BackendUnit]:
+    """The backend units a controller drives, over one Kubernetes client."""
+    from converged_bridge.api.slurmcluster import SlurmClusterSpec
+    from converged_bridge.kube.kueue_api import KueueApi
+
+    steps = WorkflowSteps(objects)
+    kueue = KueueApi(objects)
+
+    def read_clusters() -> dict[str, SlurmClusterSpec]:
+        from pydantic import ValidationError
+
+        clusters = {}
+        for obj in steps.list_slurm_clusters():
+            try:
+                clusters[obj["metadata"]["name"]] = SlurmClusterSpec.model_validate(obj.get("spec", {}))
+            except ValidationError:
+                continue  # the daemon reports an invalid SlurmCluster in its status
+        return clusters
+
+    return {
+        Backend.SLURM: SlurmBackend(
+            read_clusters,
+            SecretKeys(objects),
+            log_dir=settings.log_dir,
+            cluster_refresh=settings.cluster_refresh,
+            transport_factory=transport_factory,
+            clock=clock,
+            monotonic_clock=monotonic_clock,
+        ),
+        Backend.KUEUE: KueueBackend(objects, settings.kueue_site(), workloads=kueue.workloads, clock=clock),
+    }

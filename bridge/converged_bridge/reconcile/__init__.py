@@ -1,0 +1,1 @@
+"""What every backend's decision is made of: the generic intents and the WorkflowStep status (pure)."""

@@ -1,0 +1,122 @@
+"""Charging placed steps against a capacity snapshot (pure).
+
+A snapshot does not know the steps routed since it was read: `charge` counts a placed step against it
+(idle CPUs, GPUs or free quota while they last, then one more queued job), so a burst of equal steps
+fills its best target and then spreads to the next instead of herding onto the first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+
+from converged_bridge.api.workflowstep import Backend
+from converged_bridge.routing.kueue_rules import kueue_flavors
+from converged_bridge.routing.slurm_rules import gpus_of_model
+from converged_bridge.routing.types import (
+    CapacityView,
+    KueueFlavorView,
+    KueueQueueView,
+    RouteDecision,
+    SlurmPartitionView,
+    StepRequest,
+)
+
+
+def charge(
+    capacity: CapacityView, request: StepRequest, decision: RouteDecision, count: int = 1
+) -> CapacityView:
+    """`capacity` with `count` steps like `request` placed where `decision` sends them: on idle capacity
+    (or free quota) while it lasts, the rest queued behind the pending work. Pure; a refusal or an
+    unverified decision changes nothing."""
+    if decision.expected_wait_seconds is None or count <= 0:
+        return capacity
+    if decision.backend == Backend.SLURM:
+        clusters = tuple(
+            replace(
+                c,
+                partitions=tuple(
+                    charge_partition(p, request, count) if p.name == decision.slurm_partition else p
+                    for p in c.partitions
+                ),
+            )
+            if c.name == decision.slurm_cluster and c.partitions is not None
+            else c
+            for c in capacity.slurm
+        )
+        return replace(capacity, slurm=clusters)
+    queues = tuple(
+        charge_queue(q, request, count) if q.local_queue == decision.local_queue else q
+        for q in capacity.kueue
+    )
+    return replace(capacity, kueue=queues)
+
+
+def charge_partition(p: SlurmPartitionView, request: StepRequest, count: int) -> SlurmPartitionView:
+    cpus = request.shape.tasks * request.shape.cpus
+    gpus = request.shape.gpus * request.shape.nodes
+    room = p.cpus_idle // cpus if cpus else count
+    if gpus:
+        room = min(room, gpus_of_model(p.gpus_idle, request.shape.gpu_model) // gpus)
+    started = max(0, min(count, room))
+    return SlurmPartitionView(  # built directly: dataclasses.replace costs twice as much, per placed step
+        p.name,
+        p.up,
+        p.nodes,
+        p.cpus_total,
+        p.cpus_idle - started * cpus,
+        p.mem_mib_per_node,
+        p.gpus_total,
+        take_gpus(p.gpus_idle, request.shape.gpu_model, started * gpus) if gpus else p.gpus_idle,
+        p.pending_jobs + count - started,
+        p.running_jobs + started,
+        p.max_time_minutes,
+    )
+
+
+def take_gpus(idle: Mapping[str, int], model: str | None, n: int) -> Mapping[str, int]:
+    """`idle` less `n` GPUs of `model` (any model when None, the most idle first)."""
+    left = dict(idle)
+    lowered = model.lower() if model else None
+    for m in sorted(left, key=lambda m: -left[m]):
+        if lowered is not None and m.lower() != lowered:
+            continue
+        taken = min(n, left[m])
+        left[m] -= taken
+        n -= taken
+    return left
+
+
+def charge_queue(q: KueueQueueView, request: StepRequest, count: int) -> KueueQueueView:
+    cpu_milli = request.shape.tasks * request.shape.cpus * 1000
+    gpus = request.shape.gpus * request.shape.nodes
+    fitting = {f.name for f in kueue_flavors(request, q)}
+    flavors, admitted = [], 0
+    for f in q.flavors:  # Kueue tries the flavors in order
+        take = 0
+        if f.name in fitting and count > admitted:
+            room = (f.cpu_quota_milli - f.cpu_used_milli) // cpu_milli if cpu_milli else count
+            if gpus:
+                room = min(room, (f.gpu_quota - f.gpu_used) // gpus)
+            take = max(0, min(count - admitted, room))
+        flavors.append(
+            KueueFlavorView(
+                f.name,
+                f.cpu_quota_milli,
+                f.cpu_used_milli + take * cpu_milli,
+                f.gpu_quota,
+                f.gpu_used + take * gpus,
+                f.gpu_model,
+            )
+            if take
+            else f
+        )
+        admitted += take
+    return KueueQueueView(
+        q.local_queue,
+        q.cluster_queue,
+        tuple(flavors),
+        q.pending_workloads + count - admitted,
+        q.admitted_workloads + admitted,
+        q.active,
+    )

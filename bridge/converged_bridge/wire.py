@@ -1,0 +1,92 @@
+"""Every name converged puts on the wire, once: API groups, versions, plurals, labels, annotations,
+finalizers, resource names and field managers.
+
+Other modules import these; no string below appears as a literal anywhere else in the packages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """Where a kind lives in the API: group ("" for core), version and plural."""
+
+    group: str
+    version: str
+    plural: str
+    kind: str
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def crd_name(self) -> str:
+        """The CustomResourceDefinition that serves the kind (`plural.group`)."""
+        return f"{self.plural}.{self.group}"
+
+
+# --- converged's own API ---
+GROUP: Final = "converged.dev"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = "converged.dev/v1alpha1"
+WORKFLOW_STEPS: Final = Kind(GROUP, VERSION, "workflowsteps", "WorkflowStep")
+SLURM_CLUSTERS: Final = Kind(GROUP, VERSION, "slurmclusters", "SlurmCluster")
+
+# --- labels and annotations on WorkflowSteps (set by the plugin) ---
+RUN_LABEL: Final = "converged.dev/run"
+RULE_LABEL: Final = "converged.dev/rule"
+RULE_ANNOTATION: Final = "converged.dev/rule"  # the rule's exact name (the label is shortened)
+# Steps of a run whose controller is embedded in its snakemake process carry this label (value
+# "embedded"); deployed controllers leave them alone and the embedded one selects only its own run,
+# so a step never has two controllers submitting it.
+CONTROLLER_LABEL: Final = "converged.dev/controller"
+EMBEDDED: Final = "embedded"
+FINALIZER: Final = "converged.dev/backend-cleanup"  # the controller cancels the backend job first
+
+# --- labels on the objects a Kubernetes-backed step makes ---
+STEP_UID_LABEL: Final = "converged.dev/step-uid"
+MANAGED_LABEL: Final = "converged.dev/managed-by"
+MANAGED_VALUE: Final = "converged"
+
+# --- node labels, resources and taints ---
+NODE_KIND_LABEL: Final = "converged.dev/node-kind"
+GPU_MODEL_LABEL: Final = "converged.dev/gpu-model"
+GPU_RESOURCE: Final = "nvidia.com/gpu"
+GPU_MODEL_RESOURCE_PREFIX: Final = "converged.dev/gpu-"  # + model: one extended resource per GPU model
+SLURM_NODES_RESOURCE: Final = "converged.dev/slurm-nodes"
+SLURM_TAINT_KEY: Final = "converged.dev/slurm"
+SLURM_CLUSTER_LABEL: Final = "converged.dev/slurm-cluster"
+SLURM_PARTITION_LABEL: Final = "converged.dev/slurm-partition"
+SLURM_PARTITION_ANNOTATION: Final = "converged.dev/slurm-partition-name"  # the exact Slurm name
+OWN_PREFIX: Final = "converged.dev/"  # every label, annotation or resource name of ours starts so
+
+# --- Kueue (the version is negotiated with the API server: see kube.kueue_api) ---
+KUEUE_GROUP: Final = "kueue.x-k8s.io"
+KUEUE_VERSIONS: Final = ("v1beta2", "v1beta1")  # the ones converged speaks, preferred first
+QUEUE_LABEL: Final = "kueue.x-k8s.io/queue-name"
+PRIORITY_LABEL: Final = "kueue.x-k8s.io/priority-class"
+
+# --- the operator kinds a Kubernetes-backed step can be (Kueue admits each) ---
+JOBS: Final = Kind("batch", "v1", "jobs", "Job")
+JOBSETS: Final = Kind("jobset.x-k8s.io", "v1alpha2", "jobsets", "JobSet")
+MPIJOBS: Final = Kind("kubeflow.org", "v2beta1", "mpijobs", "MPIJob")
+MINICLUSTERS: Final = Kind("flux-framework.org", "v1alpha2", "miniclusters", "MiniCluster")
+
+# --- core and coordination kinds ---
+NODES: Final = Kind("", "v1", "nodes", "Node")
+PODS: Final = Kind("", "v1", "pods", "Pod")
+SECRETS: Final = Kind("", "v1", "secrets", "Secret")
+EVENTS: Final = Kind("", "v1", "events", "Event")
+LEASES: Final = Kind("coordination.k8s.io", "v1", "leases", "Lease")
+CRDS: Final = Kind("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition")
+NODE_LEASE_NAMESPACE: Final = "kube-node-lease"
+
+# --- who writes ---
+CONTROLLER_FIELD_MANAGER: Final = "converged-controller"
+DAEMON_FIELD_MANAGER: Final = "converged-daemon"
+PLUGIN_FIELD_MANAGER: Final = "converged-snakemake"
+MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"

@@ -1,0 +1,215 @@
+"""Slurm 22.05 (Debian bookworm) on loopback: munged, MariaDB, slurmdbd, slurmctld,
+three virtual slurmd nodes (c1, c2 in `cpu`; g1 with two fake A100s in `gpu`) and slurmrestd
+with JWT authentication.
+
+Every daemon runs in the foreground, started and stopped through `procs` (pid files, never
+process names). State lives under layout.component_dir("slurm"); the Slurm configuration
+lives in /etc/slurm so that sbatch/srun/scontrol find it without SLURM_CONF.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+from .. import packages, procs
+from ..layout import Layout
+from ..procs import ClusterError, Daemon
+from .accounting import ensure_step_users, grant_slurm_db_user, init_mariadb, register_accounting
+from .config import prepare
+from .daemons import mariadbd, munged, slurmctld, slurmd, slurmd_name, slurmdbd, slurmrestd
+from .files import mkdir
+from .probes import (
+    Check,
+    Probe,
+    node_ok,
+    node_states,
+    probe_mariadb,
+    probe_munge,
+    probe_restd,
+    probe_slurmctld,
+    probe_slurmdbd,
+)
+from .site import API_VERSION, CLUSTER, SLURM_CONF, TOKEN_LIFESPAN_S, nodes, paths
+
+PACKAGES: list[str] = [
+    "munge",
+    "mariadb-server",
+    "mariadb-client",  # mariadb-admin, mariadb
+    "slurmdbd",
+    "slurm-wlm-mysql-plugin",  # accounting_storage/mysql for slurmdbd
+    "slurmctld",
+    "slurmd",
+    "slurmrestd",
+    "slurm-wlm-jwt-plugin",  # auth/jwt for slurmctld/slurmdbd (slurmrestd ships only rest_auth/jwt)
+    "slurm-client",
+]
+
+
+# ---------------------------------------------------------------- public API
+
+
+def mint_token(user: str, lifespan_s: int = 3600) -> str:
+    """A Slurm JWT for `user` (we are root, so any user)."""
+    cp = procs.run(["scontrol", "token", f"username={user}", f"lifespan={lifespan_s}"])
+    for line in cp.stdout.splitlines():
+        if line.startswith("SLURM_JWT="):
+            return line.split("=", 1)[1].strip()
+    raise ClusterError(f"scontrol token printed no SLURM_JWT: {cp.stdout.strip()[:200]}")
+
+
+def env(layout: Layout) -> dict[str, str]:
+    return {
+        "SLURMRESTD_URL": f"http://127.0.0.1:{layout.ports.slurmrestd}",
+        "SLURM_JWT": mint_token("root", TOKEN_LIFESPAN_S),
+        "SLURM_CLUSTER": CLUSTER,
+        "SLURM_CONF": str(SLURM_CONF),
+        "SLURMRESTD_API_VERSION": API_VERSION,
+    }
+
+
+def _restart(layout: Layout, changed: set[str]) -> None:
+    """Config changed under running daemons: stop those that read it (up starts them again)."""
+    if "slurm" in changed:
+        for name in _slurm_daemon_names(layout):
+            procs.stop(layout, name)
+    if "slurmdbd" in changed:
+        procs.stop(layout, "slurmdbd")
+    if "mariadb" in changed:
+        procs.stop(layout, "slurmdbd")
+        procs.stop(layout, "mariadb")
+
+
+def _slurm_daemon_names(layout: Layout) -> list[str]:
+    return ["slurmrestd", *(slurmd_name(n) for n in nodes(layout)), "slurmctld"]
+
+
+def _up_nodes(layout: Layout) -> None:
+    for n in nodes(layout):
+        mkdir(paths(layout).spool / n.name, None, 0o755)
+        procs.start(layout, slurmd(n))
+    names = [n.name for n in nodes(layout)]
+
+    def all_ok() -> bool:
+        for name in names:
+            if procs.running(layout, f"slurmd-{name}") is None:
+                raise ClusterError(f"slurmd-{name} exited; see {procs.log_path(layout, f'slurmd-{name}')}")
+        states = node_states()
+        return all(node_ok(states.get(name, ("UNKNOWN", ""))[0]) for name in names)
+
+    _wait_or_raise(layout, "slurmd", all_ok, 90, [f"slurmd-{n}" for n in names])
+
+
+def _wait_or_raise(layout: Layout, what: str, check: Check, timeout: float, logs: list[str]) -> None:
+    """wait_until, but a ClusterError raised by the probe ends the wait at once."""
+    fatal: list[ClusterError] = []
+
+    def probe() -> bool:
+        try:
+            return bool(check())
+        except ClusterError as e:
+            fatal.append(e)
+            return True
+
+    where = ", ".join(str(procs.log_path(layout, n)) for n in logs)
+    try:
+        procs.wait_until(what, probe, timeout)
+    except ClusterError as e:
+        raise ClusterError(f"{e}; see {where}") from None
+    if fatal:
+        raise fatal[0]
+
+
+def _start_and_wait(layout: Layout, d: Daemon, probe: Probe, timeout: float) -> None:
+    procs.start(layout, d)
+
+    def check() -> bool:
+        if procs.running(layout, d.name) is None:
+            raise ClusterError(f"{d.name} exited; see {procs.log_path(layout, d.name)}")
+        return probe()[0]
+
+    _wait_or_raise(layout, d.name, check, timeout, [d.name])
+
+
+def up(layout: Layout) -> None:
+    """Bring Slurm up (idempotent): packages, configs, daemons, accounting, health."""
+    packages.ensure(PACKAGES)
+    changed = prepare(layout)
+    _restart(layout, changed)
+    _start_and_wait(layout, munged(layout), probe_munge, 30)
+    init_mariadb(layout)
+    _start_and_wait(layout, mariadbd(layout), lambda: probe_mariadb(layout), 90)
+    if "mariadb" in changed or procs.running(layout, "slurmdbd") is None:
+        grant_slurm_db_user(layout)
+    _start_and_wait(layout, slurmdbd(), probe_slurmdbd, 180)
+    ensure_step_users()
+    register_accounting()
+    _start_and_wait(layout, slurmctld(), probe_slurmctld, 90)
+    _up_nodes(layout)
+    token = mint_token("root", 600)
+    _start_and_wait(layout, slurmrestd(layout), lambda: probe_restd(layout, token), 60)
+
+
+def _cancel_all_jobs(layout: Layout) -> None:
+    """Cancel every job of our cluster and wait for their slurmstepd to end.
+
+    A job's slurmstepd runs in its own session and would outlive slurmd: `down` must not leave it.
+    """
+    if procs.running(layout, "slurmctld") is None:
+        return
+    ids = procs.run(["squeue", "--noheader", "--format=%i"], check=False).stdout.split()
+    if not ids:
+        return
+    procs.run(["scancel", *ids], check=False)
+    procs.wait_until(
+        "cancelled jobs to end",
+        lambda: not procs.run(["squeue", "--noheader", "--states=R,CG,S", "--format=%i"]).stdout.strip(),
+        60,
+        procs.log_path(layout, "slurmctld"),
+    )
+
+
+def down(layout: Layout) -> None:
+    """Cancel our jobs, then stop the daemons we started (by pid file), consumers before dependencies."""
+    _cancel_all_jobs(layout)
+    for name in [*_slurm_daemon_names(layout), "slurmdbd", "mariadb", "munged"]:
+        procs.stop(layout, name)
+
+
+def health(layout: Layout) -> list[tuple[str, bool, str]]:
+    out: list[tuple[str, bool, str]] = []
+    out.append(("munge", *_probe_daemon(layout, "munged", probe_munge)))
+    out.append(("mariadb", *_probe_daemon(layout, "mariadb", lambda: probe_mariadb(layout))))
+    out.append(("slurmdbd", *_probe_daemon(layout, "slurmdbd", probe_slurmdbd)))
+    out.append(("slurmctld", *_probe_daemon(layout, "slurmctld", probe_slurmctld)))
+    try:
+        states = node_states()
+    except (ClusterError, OSError, subprocess.TimeoutExpired) as e:
+        states, err = {}, str(e)
+    else:
+        err = "not known to slurmctld"
+    for n in nodes(layout):
+        component = f"slurmd {n.name}"
+        if procs.running(layout, slurmd_name(n)) is None:
+            out.append((component, False, "not running"))
+            continue
+        state, reason = states.get(n.name, ("", err))
+        out.append((component, bool(state) and node_ok(state), f"{state} {reason}".strip()))
+    out.append(("slurmrestd", *_probe_daemon(layout, "slurmrestd", lambda: _probe_restd_fresh(layout))))
+    return out
+
+
+def _probe_restd_fresh(layout: Layout) -> tuple[bool, str]:
+    try:
+        token = mint_token("root", 300)
+    except (ClusterError, OSError) as e:
+        return False, f"no token: {e}"
+    return probe_restd(layout, token)
+
+
+def _probe_daemon(layout: Layout, name: str, probe: Probe) -> tuple[bool, str]:
+    if procs.running(layout, name) is None:
+        return False, "not running"
+    try:
+        return probe()
+    except Exception as e:  # noqa: BLE001 - a failing probe is a health result, not a crash
+        return False, str(e)

@@ -1,0 +1,236 @@
+"""The Kueue backend's pure parts: object builders and status mapping (real Kueue 0.14 objects)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from converged_bridge.api.workflowstep import Phase, WorkflowStep
+from converged_bridge.backends.kueue.intents import CreateObject, DeleteObject
+from converged_bridge.backends.kueue.operators import KueueSite, build_operator_object
+from converged_bridge.backends.kueue.operators.common import NAME_MAX, build_object_name
+from converged_bridge.backends.kueue.operators.jobset import build_jobset
+from converged_bridge.backends.kueue.operators.minicluster import build_minicluster
+from converged_bridge.backends.kueue.operators.mpijob import build_mpijob
+from converged_bridge.backends.kueue.outcome import map_kueue_status
+from converged_bridge.backends.kueue.plan import KueueView, plan_kueue_cleanup, plan_kueue_step
+from converged_bridge.errors import InvalidStep
+from converged_bridge.reconcile.intents import Intent, RemoveFinalizer, WriteStatus
+from converged_bridge.reconcile.lifecycle import plan_lifecycle
+from converged_bridge.reconcile.status import StatusTiming
+from converged_bridge.wire import JOBS, QUEUE_LABEL
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "kueue-0.14"
+UID = "0f8fad5b-d9cb-469f-a165-70867728950e"
+SITE = KueueSite(default_local_queue="default", shared_paths=("/shared",))
+NOW = datetime(2026, 11, 22, 7, 0, tzinfo=UTC)
+
+
+def plan(step: WorkflowStep, view: KueueView) -> list[Intent]:
+    """The controller's whole plan for a Kueue step: the shared lifecycle around the Kueue plans."""
+    intents = plan_lifecycle(
+        step, running=lambda: plan_kueue_step(step, view), cleanup=lambda: plan_kueue_cleanup(step, view)
+    )
+    assert intents is not None
+    return intents
+
+
+def load(name: str) -> dict[str, Any]:
+    return json.loads((DATA / name).read_text())  # type: ignore[no-any-return]
+
+
+def make_step(
+    name: str = "map-7", operator: str = "job", deleting: bool = False, **spec: Any
+) -> WorkflowStep:
+    resources = {"cpus": 2, "memMiB": 512, "runtimeMinutes": 15, **spec.pop("resources", {})}
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": "team-a",
+        "uid": UID,
+        "generation": 1,
+        "finalizers": ["converged.dev/backend-cleanup"],
+    }
+    if deleting:
+        meta["deletionTimestamp"] = NOW.isoformat()
+    body: dict[str, Any] = {
+        "workflow": {"runId": "run-1", "rule": "map", "jobId": 7},
+        "backend": "kueue",
+        "operator": operator,
+        "image": "localhost/converged/step:local",
+        "command": ["python3", "-c", "print('hi')", "$(touch x)"],
+        "workingDir": "/shared/wf",
+        "resources": resources,
+        **spec,
+    }
+    return WorkflowStep.model_validate({"metadata": meta, "spec": body})
+
+
+def test_job_is_suspended_queued_owned_and_runs_once() -> None:
+    built = build_operator_object(make_step(), SITE)
+    job = built.body
+    assert (built.kind, built.name) == (JOBS, "map-7")
+    assert job["metadata"]["labels"][QUEUE_LABEL] == "default"
+    assert job["metadata"]["ownerReferences"][0] | {} == {
+        "apiVersion": "converged.dev/v1alpha1",
+        "kind": "WorkflowStep",
+        "name": "map-7",
+        "uid": UID,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+    spec = job["spec"]
+    assert (spec["suspend"], spec["completions"], spec["parallelism"], spec["backoffLimit"]) == (
+        True,
+        1,
+        1,
+        0,
+    )
+    assert spec["activeDeadlineSeconds"] == 900
+    pod = spec["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    container = pod["containers"][0]
+    assert container["command"] == ["python3", "-c", "print('hi')", "$(touch x)"]  # argv: no shell
+    # requests only: the quota and the scheduler count them; no memory limit kills the snakemake wrapper
+    assert container["resources"] == {"requests": {"cpu": "2", "memory": "512Mi"}}
+    assert container["volumeMounts"] == [{"name": "shared-0", "mountPath": "/shared"}]
+    assert pod["volumes"][0]["hostPath"] == {"path": "/shared", "type": "Directory"}
+
+
+def test_gpu_step_requests_gpus_and_selects_the_model() -> None:
+    job = build_operator_object(make_step(resources={"gpus": 2, "gpuModel": "a100"}), SITE).body
+    pod = job["spec"]["template"]["spec"]
+    # extended resources need limit == request; cpu and memory stay request-only
+    assert pod["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "2"}
+    assert pod["containers"][0]["resources"]["requests"]["nvidia.com/gpu"] == "2"
+    assert pod["nodeSelector"] == {"converged.dev/gpu-model": "a100"}
+
+
+def test_names_are_deterministic_dns_labels_within_limits() -> None:
+    long = "a" * 200 + ".b"
+    name = build_object_name(make_step(name=long))
+    assert len(name) <= NAME_MAX and name == build_object_name(make_step(name=long))
+    assert name != build_object_name(make_step(name="a" * 200 + ".c"))
+    assert all(c.isalnum() or c == "-" for c in name)
+
+
+def test_other_operators_have_their_shapes() -> None:
+    js = build_jobset(make_step(operator="jobset"), SITE).body
+    assert js["spec"]["suspend"] is True and js["spec"]["failurePolicy"] == {"maxRestarts": 0}
+    assert "suspend" not in js["spec"]["replicatedJobs"][0]["template"]["spec"]
+    mpi = build_mpijob(make_step(operator="mpijob", resources={"nodes": 2, "tasks": 4}), SITE).body
+    assert mpi["spec"]["runPolicy"]["suspend"] is True and mpi["spec"]["slotsPerWorker"] == 2
+    launcher = mpi["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]
+    assert launcher["command"][:3] == ["mpirun", "-n", "4"]
+    assert mpi["spec"]["mpiReplicaSpecs"]["Worker"]["replicas"] == 2
+    mc = build_minicluster(make_step(operator="minicluster", resources={"nodes": 2, "tasks": 4}), SITE).body
+    assert mc["spec"]["jobLabels"][QUEUE_LABEL] == "default"  # Kueue queues the Job the Flux operator makes
+    assert mc["spec"]["containers"][0]["command"] == "python3 -c 'print('\"'\"'hi'\"'\"')' '$(touch x)'"
+    assert (mc["spec"]["size"], mc["spec"]["tasks"], mc["spec"]["deadlineSeconds"]) == (2, 4, 900)
+
+
+def test_plain_job_refuses_multi_node_and_missing_image() -> None:
+    with pytest.raises(InvalidStep, match="nodes"):
+        build_operator_object(make_step(resources={"nodes": 2, "tasks": 2}), SITE)
+    step = make_step()
+    no_image = step.model_copy(update={"spec": step.spec.model_copy(update={"image": None})})
+    with pytest.raises(InvalidStep, match="image"):
+        build_operator_object(no_image, SITE)
+
+
+def test_pending_workload_gives_kueues_reason() -> None:
+    out = map_kueue_status("Job", load("job-pending.json"), load("workload-pending.json"), [])
+    assert out.phase is Phase.QUEUED
+    assert out.reason is not None and "insufficient unused quota" in out.reason
+
+
+def test_admitted_workload_without_running_pods_names_the_flavor() -> None:
+    out = map_kueue_status("Job", load("job-admitted.json"), load("workload-admitted.json"), [])
+    assert (out.phase, out.reason, out.flavors) == (Phase.QUEUED, "Admitted", ("kwok",))
+
+
+def test_finished_workload_succeeds_with_exit_code_0() -> None:
+    out = map_kueue_status(
+        "Job", load("job-succeeded.json"), load("workload-finished.json"), [load("pod-succeeded.json")]
+    )
+    assert (out.phase, out.exit_code) == (Phase.SUCCEEDED, 0)
+    assert out.completion_time is not None
+
+
+def test_failed_pod_gives_exit_code_and_log_tail() -> None:
+    out = map_kueue_status(
+        "Job", load("job-failed.json"), load("workload-failed.json"), [load("pod-failed.json")]
+    )
+    assert (out.phase, out.exit_code) == (Phase.FAILED, 3)
+    assert out.log_tail == "boom: the real cause\n"
+    assert out.reason == "BackoffLimitExceeded"
+
+
+def test_plan_creates_once_then_tracks_then_deletes() -> None:
+    view = KueueView(site=SITE, obj=None, workload=None, pods=[], timing=StatusTiming(now=NOW))
+    first = plan(make_step(), view)
+    assert isinstance(first[0], CreateObject) and first[0].kind == JOBS
+    assert isinstance(first[1], WriteStatus) and first[1].status.phase is Phase.QUEUED
+    seen = KueueView(
+        site=SITE,
+        obj=load("job-failed.json"),
+        workload=load("workload-failed.json"),
+        pods=[load("pod-failed.json")],
+        timing=StatusTiming(now=NOW),
+    )
+    later = plan(make_step(), seen)
+    assert not any(isinstance(i, CreateObject) for i in later)
+    status = next(i for i in later if isinstance(i, WriteStatus)).status
+    assert (status.phase, status.exit_code, status.log_tail) == (Phase.FAILED, 3, "boom: the real cause\n")
+    gone = plan(make_step(deleting=True), seen)
+    assert isinstance(gone[0], DeleteObject) and isinstance(gone[-1], RemoveFinalizer)
+
+
+def test_operator_the_cluster_does_not_serve_is_refused() -> None:
+    view = KueueView(
+        site=SITE,
+        obj=None,
+        workload=None,
+        pods=[],
+        timing=StatusTiming(now=NOW),
+        served_kinds=frozenset({"Job"}),
+    )
+    intents = plan(make_step(operator="minicluster"), view)
+    status = next(i for i in intents if isinstance(i, WriteStatus)).status
+    assert (status.phase, status.reason) == (Phase.FAILED, "OperatorNotInstalled")
+    assert not any(isinstance(i, CreateObject) for i in intents)
+
+
+def test_kueues_reworded_quota_message_waits_for_the_refresh_interval() -> None:
+    job, workload = load("job-pending.json"), load("workload-pending.json")
+    first = plan(
+        make_step(), KueueView(site=SITE, obj=job, workload=workload, pods=[], timing=StatusTiming(now=NOW))
+    )
+    stored = next(i for i in first if isinstance(i, WriteStatus)).status
+    step = make_step().model_copy(update={"status": stored})
+    reworded = copy.deepcopy(workload)  # the next admission attempt counts what is missing anew
+    quota = reworded["status"]["conditions"][0]
+    assert "2 more needed" in quota["message"]
+    quota["message"] = quota["message"].replace("2 more needed", "1 more needed")
+
+    def at(after: float) -> KueueView:
+        return KueueView(
+            site=SITE,
+            obj=job,
+            workload=reworded,
+            pods=[],
+            timing=StatusTiming(
+                now=NOW + timedelta(seconds=after),
+                written_at=NOW,
+                pending_reason_refresh=timedelta(seconds=30),
+            ),
+        )
+
+    assert plan(step, at(10)) == []
+    (write,) = plan(step, at(31))
+    assert isinstance(write, WriteStatus)
+    assert write.status.reason is not None and "1 more needed" in write.status.reason
