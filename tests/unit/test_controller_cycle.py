@@ -1,7 +1,7 @@
 """The controller's poll cycle: which writes go first, which wait, and which watch events are too old.
 
-The Kubernetes API and Slurm are our own edges here (WorkflowSteps and Events, SlurmTransport): recording fakes
-stand in for them; the jobs are a real Slurm job record in the states Slurm later reports.
+The Kubernetes API and Slurm are our own edges here (WorkflowSteps and Events, SlurmTransport):
+recording fakes stand in for them; the jobs are a real Slurm job record in the states Slurm later reports.
 """
 
 from __future__ import annotations
