@@ -119,14 +119,29 @@ def test_names_are_deterministic_dns_labels_within_limits() -> None:
 
 
 def test_other_operators_have_their_shapes() -> None:
-    js = build_jobset(make_step(operator="jobset"), SITE).body
+    js = build_jobset(make_step(operator="jobset", resources={"nodes": 2, "tasks": 2}), SITE).body
     assert js["spec"]["suspend"] is True and js["spec"]["failurePolicy"] == {"maxRestarts": 0}
-    assert "suspend" not in js["spec"]["replicatedJobs"][0]["template"]["spec"]
+    # what JobSet's defaulting webhook would set: its controller dereferences these
+    assert js["spec"]["successPolicy"] == {"operator": "All"}
+    assert js["spec"]["startupPolicy"] == {"startupPolicyOrder": "AnyOrder"}
+    assert js["spec"]["network"]["enableDNSHostnames"] is True
+    job = js["spec"]["replicatedJobs"][0]["template"]["spec"]
+    assert "suspend" not in job
+    assert (job["completionMode"], job["completions"], job["parallelism"]) == ("Indexed", 2, 2)
     mpi = build_mpijob(make_step(operator="mpijob", resources={"nodes": 2, "tasks": 4}), SITE).body
     assert mpi["spec"]["runPolicy"]["suspend"] is True and mpi["spec"]["slotsPerWorker"] == 2
-    launcher = mpi["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]
-    assert launcher["command"][:3] == ["mpirun", "-n", "4"]
-    assert mpi["spec"]["mpiReplicaSpecs"]["Worker"]["replicas"] == 2
+    assert mpi["spec"]["launcherCreationPolicy"] == "WaitForWorkersReady"
+    launcher_pod = mpi["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]
+    launcher = launcher_pod["spec"]["containers"][0]
+    # the launcher runs the step's command once; the command launches its ranks with $CONVERGED_MPIRUN
+    assert launcher["command"] == ["python3", "-c", "print('hi')", "$(touch x)"]
+    assert {"name": "CONVERGED_MPIRUN", "value": "mpirun -np 4"} in launcher["env"]
+    assert launcher_pod["metadata"]["labels"]["converged.dev/step-uid"] == UID
+    worker = mpi["spec"]["mpiReplicaSpecs"]["Worker"]
+    assert (
+        worker["replicas"] == 2 and worker["template"]["metadata"]["labels"]["converged.dev/step-uid"] == UID
+    )
+    assert worker["template"]["spec"]["containers"][0]["command"][-1].endswith("exec /usr/sbin/sshd -De")
     mc = build_minicluster(make_step(operator="minicluster", resources={"nodes": 2, "tasks": 4}), SITE).body
     assert mc["spec"]["jobLabels"][QUEUE_LABEL] == "default"  # Kueue queues the Job the Flux operator makes
     assert mc["spec"]["containers"][0]["command"] == "python3 -c 'print('\"'\"'hi'\"'\"')' '$(touch x)'"

@@ -60,11 +60,17 @@ def admitted_flavors(workload: Mapping[str, Any] | None) -> tuple[str, ...]:
     return tuple(flavors)
 
 
+HELPER_CONTAINERS = frozenset({"worker"})  # MPI workers serve the launcher's ranks; they do not run the step
+
+
 def terminated_container(pods: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    """The terminated state of the step's container: a failed one first, else any."""
+    """The terminated state of the step's container: a failed one first, else any (never an MPI
+    worker's: workers are stopped once the launcher is done)."""
     states = []
     for pod in pods:
         for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            if cs.get("name") in HELPER_CONTAINERS:
+                continue
             terminated = (cs.get("state") or {}).get("terminated")
             if terminated:
                 states.append(terminated)

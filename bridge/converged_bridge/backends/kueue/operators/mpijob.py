@@ -1,4 +1,10 @@
-"""kubeflow.org MPIJob (v2beta1, the MPI Operator): a launcher running mpirun over worker pods."""
+"""kubeflow.org MPIJob (v2beta1, the MPI Operator v0.8): a launcher over `nodes` worker pods.
+
+The launcher runs the step's command once, as a Slurm batch script does on the first node of its
+allocation; the command launches the ranks itself. `CONVERGED_MPIRUN` tells it how, on every backend:
+here `mpirun -np <tasks>` (OpenMPI reads the operator's hostfile and reaches the workers over SSH, by
+the names cluster DNS gives them). Workers run sshd; the operator mounts the SSH keys at /root/.ssh.
+"""
 
 from __future__ import annotations
 
@@ -15,26 +21,43 @@ from converged_bridge.backends.kueue.operators.common import (
     deadline_seconds,
 )
 from converged_bridge.backends.kueue.operators.kind import OperatorKind
-from converged_bridge.wire import MPIJOBS
+from converged_bridge.wire import MPIJOBS, STEP_UID_LABEL
+
+MPIRUN_ENV = "CONVERGED_MPIRUN"
+# sshd needs its privilege-separation directory and host keys; made at start, so any image with
+# openssh-server serves as a worker
+WORKER_COMMAND = [
+    "/bin/sh",
+    "-c",
+    "mkdir -p /run/sshd && ssh-keygen -A >/dev/null && exec /usr/sbin/sshd -De",
+]
 
 
 def build_mpijob(step: WorkflowStep, site: KueueSite) -> BuiltObject:
-    """A suspended MPIJob: a launcher running the step's command with mpirun over `nodes` workers."""
+    """A suspended MPIJob: a launcher running the step's command once, `nodes` workers for its ranks."""
     name = build_object_name(step)
     r = step.spec.resources
     slots = max(1, r.tasks // r.nodes)
     worker = build_container(step, site, name="worker")
-    worker["command"] = ["/usr/sbin/sshd", "-De"]
+    worker["command"] = WORKER_COMMAND
+    worker.pop("workingDir", None)
     launcher = build_container(step, site, name="launcher")
-    launcher["command"] = ["mpirun", "-n", str(r.tasks), *step.spec.command]
+    launcher["env"] = [
+        *launcher.get("env", []),
+        {"name": MPIRUN_ENV, "value": f"mpirun -np {r.tasks}"},
+        # the pods run as root, which OpenMPI refuses unless told twice
+        {"name": "OMPI_ALLOW_RUN_AS_ROOT", "value": "1"},
+        {"name": "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "value": "1"},
+    ]
     launcher["resources"] = {
         "requests": {"cpu": "100m", "memory": "64Mi"},
-        "limits": {"cpu": "1", "memory": "256Mi"},
+        "limits": {"cpu": "1", "memory": "512Mi"},
     }
     run_policy: dict[str, Any] = {"suspend": True, "backoffLimit": 0, "cleanPodPolicy": "Running"}
     deadline = deadline_seconds(step)
     if deadline:
         run_policy["activeDeadlineSeconds"] = deadline
+    pod_metadata = {"labels": {STEP_UID_LABEL: step.metadata.uid or ""}}
     body = {
         "apiVersion": MPIJOBS.api_version,
         "kind": MPIJOBS.kind,
@@ -42,16 +65,18 @@ def build_mpijob(step: WorkflowStep, site: KueueSite) -> BuiltObject:
         "spec": {
             "slotsPerWorker": slots,
             "runPolicy": run_policy,
+            "mpiImplementation": "OpenMPI",
+            "launcherCreationPolicy": "WaitForWorkersReady",  # mpirun finds every sshd listening
             "mpiReplicaSpecs": {
                 "Launcher": {
                     "replicas": 1,
                     "restartPolicy": "Never",
-                    "template": {"spec": build_pod_spec(step, site, [launcher])},
+                    "template": {"metadata": pod_metadata, "spec": build_pod_spec(step, site, [launcher])},
                 },
                 "Worker": {
                     "replicas": r.nodes,
                     "restartPolicy": "Never",
-                    "template": {"spec": build_pod_spec(step, site, [worker])},
+                    "template": {"metadata": pod_metadata, "spec": build_pod_spec(step, site, [worker])},
                 },
             },
         },
