@@ -195,7 +195,11 @@ class Capture:
         j["gpu"] = self.sbatch("cap-gpu", "-p", "gpu", "--gres=gpu:a100:1", wrap="echo $CUDA_VISIBLE_DEVICES")
         # MPI shape: 2 nodes, 4 tasks, two srun steps.
         j["mpi_completed"] = self.sbatch(
-            "cap-mpi-completed", "-p", "cpu", "--nodes=2", "--ntasks=4",
+            "cap-mpi-completed",
+            "-p",
+            "cpu",
+            "--nodes=2",
+            "--ntasks=4",
             wrap="srun hostname; srun -l printenv SLURM_PROCID SLURM_NODEID",
         )
         self.wait_state([j["completed"], j["exit3"], j["sigkill"], j["gpu"], j["mpi_completed"]], FINAL)
@@ -253,7 +257,9 @@ class Capture:
         self.cli_json(
             "scontrol-show-job-mpi-running.json", "scontrol", "show", "job", "--json", str(j["mpi_running"])
         )
-        self.cli_json("scontrol-show-job-gpu-completed.json", "scontrol", "show", "job", "--json", str(j["gpu"]))
+        self.cli_json(
+            "scontrol-show-job-gpu-completed.json", "scontrol", "show", "job", "--json", str(j["gpu"])
+        )
         self.notes["scontrol show job -o (mpi running)"] = self.job(j["mpi_running"])
         self.notes["scontrol show job -o (gpu completed)"] = self.job(j["gpu"])
 
