@@ -101,7 +101,10 @@ operator_crds() {
   chmod -R u+w "$out.tmp" && mv "$out.tmp" "$out"
 }
 
+# Apptainer (Go + its C starter, installed as a prefix): its own script.
+apptainer() { "$here/build-apptainer.sh"; }
+
 KUBE_COMPONENTS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet)
 targets=("$@")
-((${#targets[@]})) || targets=(etcd kueue kwok kubernetes operator_crds)
+((${#targets[@]})) || targets=(etcd kueue kwok kubernetes operator_crds apptainer)
 for t in "${targets[@]}"; do "$t"; done
