@@ -16,7 +16,7 @@ def test_versions_are_pinned_and_match_the_wrapper_modules() -> None:
     for key in ("KUBERNETES_VERSION", "ETCD_VERSION", "KUEUE_VERSION", "KWOK_VERSION"):
         assert versions[key].startswith("v"), key
     assert versions["KUBERNETES_VERSION"].startswith("v1.37.")
-    assert versions["KUEUE_VERSION"].startswith("v0.14.")
+    assert versions["KUEUE_VERSION"].startswith("v0.19.")
     gomod = (HERE / "go" / "kubernetes" / "go.mod").read_text()
     assert f"k8s.io/kubernetes {versions['KUBERNETES_VERSION']}\n" in gomod
     staging = versions["KUBERNETES_VERSION"].replace("v1.", "v0.", 1)
