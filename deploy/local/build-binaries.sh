@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the local cluster's Go binaries from the Go module proxy, cached by version.
 # Usage: build-binaries.sh [component...]   (default: all)
-# Components: etcd kueue kwok kubernetes operator_crds jobset mpi_operator (or mpi-operator)
+# Components: etcd kueue kwok kubernetes operator_crds jobset mpi_operator (or mpi-operator) coredns
 # Prints nothing for components already cached; each cold build is logged with its duration.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -67,12 +67,13 @@ kueue() { module_build kueue "$KUEUE_VERSION" sigs.k8s.io/kueue sigs.k8s.io/kueu
 kwok() { module_build kwok "$KWOK_VERSION" sigs.k8s.io/kwok sigs.k8s.io/kwok/cmd/kwok; kwok_stages; }
 # The operators converged builds objects for, run out of cluster by the local cluster. JobSet's
 # manager is its module's root package (binary "jobset"); the MPI Operator's v2 controller is
-# cmd/mpi-operator.
+# cmd/mpi-operator; CoreDNS's main is its module's root package, with every in-tree plugin.
 jobset() { module_build jobset "$JOBSET_VERSION" sigs.k8s.io/jobset sigs.k8s.io/jobset; jobset_config; }
 mpi_operator() {
   module_build mpi-operator "$MPI_OPERATOR_VERSION" github.com/kubeflow/mpi-operator \
     github.com/kubeflow/mpi-operator/cmd/mpi-operator
 }
+coredns() { module_build coredns "$COREDNS_VERSION" github.com/coredns/coredns github.com/coredns/coredns; }
 
 # module_dir NAME MODULE@VERSION: where the Go module cache holds that module's source.
 module_dir() { (cd "$here/go/$1" && go mod download -json "$2" | python3 -c 'import json,sys;print(json.load(sys.stdin)["Dir"])'); }
@@ -127,5 +128,5 @@ operator_crds() {
 
 KUBE_COMPONENTS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet)
 targets=("$@")
-((${#targets[@]})) || targets=(etcd kueue kwok kubernetes operator_crds jobset mpi_operator)
+((${#targets[@]})) || targets=(etcd kueue kwok kubernetes operator_crds jobset mpi_operator coredns)
 for t in "${targets[@]}"; do "${t//-/_}"; done

@@ -20,6 +20,7 @@ def test_versions_are_pinned_and_match_the_wrapper_modules() -> None:
         "KWOK_VERSION",
         "JOBSET_VERSION",
         "MPI_OPERATOR_VERSION",
+        "COREDNS_VERSION",
     ):
         assert versions[key].startswith("v"), key
     assert versions["KUBERNETES_VERSION"].startswith("v1.37.")
@@ -35,6 +36,7 @@ def test_versions_are_pinned_and_match_the_wrapper_modules() -> None:
         ("kwok", "sigs.k8s.io/kwok", "KWOK_VERSION"),
         ("jobset", "sigs.k8s.io/jobset", "JOBSET_VERSION"),
         ("mpi-operator", "github.com/kubeflow/mpi-operator", "MPI_OPERATOR_VERSION"),
+        ("coredns", "github.com/coredns/coredns", "COREDNS_VERSION"),
     ):
         assert f"{module} {versions[key]}\n" in (HERE / "go" / name / "go.mod").read_text(), name
 
