@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the local cluster's Go binaries from the Go module proxy, cached by version.
 # Usage: build-binaries.sh [component...]   (default: all)
+# Components: etcd kueue kwok kubernetes operator_crds jobset mpi_operator (or mpi-operator) coredns
 # Prints nothing for components already cached; each cold build is logged with its duration.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -64,6 +65,15 @@ module_build() {
 }
 kueue() { module_build kueue "$KUEUE_VERSION" sigs.k8s.io/kueue sigs.k8s.io/kueue/cmd/kueue; kueue_crds; }
 kwok() { module_build kwok "$KWOK_VERSION" sigs.k8s.io/kwok sigs.k8s.io/kwok/cmd/kwok; kwok_stages; }
+# The operators converged builds objects for, run out of cluster by the local cluster. JobSet's
+# manager is its module's root package (binary "jobset"); the MPI Operator's v2 controller is
+# cmd/mpi-operator; CoreDNS's main is its module's root package, with every in-tree plugin.
+jobset() { module_build jobset "$JOBSET_VERSION" sigs.k8s.io/jobset sigs.k8s.io/jobset; jobset_config; }
+mpi_operator() {
+  module_build mpi-operator "$MPI_OPERATOR_VERSION" github.com/kubeflow/mpi-operator \
+    github.com/kubeflow/mpi-operator/cmd/mpi-operator
+}
+coredns() { module_build coredns "$COREDNS_VERSION" github.com/coredns/coredns github.com/coredns/coredns; }
 
 # module_dir NAME MODULE@VERSION: where the Go module cache holds that module's source.
 module_dir() { (cd "$here/go/$1" && go mod download -json "$2" | python3 -c 'import json,sys;print(json.load(sys.stdin)["Dir"])'); }
@@ -87,14 +97,29 @@ kwok_stages() {
   chmod -R u+w "$out.tmp" && mv "$out.tmp" "$out"
 }
 
-# CRDs of the operators whose objects converged builds, from their Go modules (no controllers run:
-# the API server validates the objects and Kueue admits them).
+# JobSet's upstream manager configuration, webhook manifests (with the kustomize patches that add the
+# pods' objectSelector) and manager ClusterRole: what running it out of cluster is derived from.
+jobset_config() {
+  local out="$cache/jobset-$JOBSET_VERSION/config"
+  [[ -d "$out" ]] && return 0
+  local dir; dir=$(module_dir jobset "sigs.k8s.io/jobset@$JOBSET_VERSION")
+  mkdir -p "$out.tmp"
+  cp "$dir/config/components/manager/controller_manager_config.yaml" "$out.tmp/"
+  cp "$dir/config/components/webhook/manifests.yaml" "$out.tmp/webhook-manifests.yaml"
+  cp "$dir/config/components/webhook/patches/mutating-patch.yaml" "$out.tmp/webhook-mutating-patch.yaml"
+  cp "$dir/config/components/webhook/patches/validating-patch.yaml" "$out.tmp/webhook-validating-patch.yaml"
+  cp "$dir/config/components/rbac/role.yaml" "$out.tmp/manager-role.yaml"
+  chmod -R u+w "$out.tmp" && mv "$out.tmp" "$out"
+}
+
+# CRDs of the operators whose objects converged builds, from the wrapper modules of the controllers
+# the local cluster runs (JOBSET_VERSION, MPI_OPERATOR_VERSION); only downloads, builds nothing.
 operator_crds() {
   local out="$cache/operator-crds-jobset-$JOBSET_VERSION-mpi-$MPI_OPERATOR_VERSION"
   [[ -d "$out" ]] && return 0
   local jobset mpi
-  jobset=$(module_dir kueue "sigs.k8s.io/jobset@$JOBSET_VERSION")
-  mpi=$(module_dir kueue "github.com/kubeflow/mpi-operator@$MPI_OPERATOR_VERSION")
+  jobset=$(module_dir jobset "sigs.k8s.io/jobset@$JOBSET_VERSION")
+  mpi=$(module_dir mpi-operator "github.com/kubeflow/mpi-operator@$MPI_OPERATOR_VERSION")
   mkdir -p "$out.tmp"
   cp "$jobset/config/components/crd/bases/jobset.x-k8s.io_jobsets.yaml" "$out.tmp/"
   cp "$mpi/manifests/base/kubeflow.org_mpijobs.yaml" "$out.tmp/"
@@ -106,5 +131,5 @@ apptainer() { "$here/build-apptainer.sh"; }
 
 KUBE_COMPONENTS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet)
 targets=("$@")
-((${#targets[@]})) || targets=(etcd kueue kwok kubernetes operator_crds apptainer)
-for t in "${targets[@]}"; do "$t"; done
+((${#targets[@]})) || targets=(etcd kueue kwok kubernetes operator_crds jobset mpi_operator coredns apptainer)
+for t in "${targets[@]}"; do "${t//-/_}"; done

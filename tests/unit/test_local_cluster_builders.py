@@ -13,20 +13,40 @@ from localcluster.layout import HERE, Layout, Ports, read_versions
 
 def test_versions_are_pinned_and_match_the_wrapper_modules() -> None:
     versions = read_versions()
-    for key in ("KUBERNETES_VERSION", "ETCD_VERSION", "KUEUE_VERSION", "KWOK_VERSION"):
+    for key in (
+        "KUBERNETES_VERSION",
+        "ETCD_VERSION",
+        "KUEUE_VERSION",
+        "KWOK_VERSION",
+        "JOBSET_VERSION",
+        "MPI_OPERATOR_VERSION",
+        "COREDNS_VERSION",
+    ):
         assert versions[key].startswith("v"), key
-    assert versions["KUBERNETES_VERSION"].startswith("v1.34.")
-    assert versions["KUEUE_VERSION"].startswith("v0.14.")
+    assert versions["KUBERNETES_VERSION"].startswith("v1.37.")
+    assert versions["KUEUE_VERSION"].startswith("v0.19.")
     gomod = (HERE / "go" / "kubernetes" / "go.mod").read_text()
     assert f"k8s.io/kubernetes {versions['KUBERNETES_VERSION']}\n" in gomod
     staging = versions["KUBERNETES_VERSION"].replace("v1.", "v0.", 1)
     replaces = [line for line in gomod.splitlines() if "=>" in line]
-    assert len(replaces) == 31
+    assert len(replaces) == 33  # every staging module of k8s.io/kubernetes v1.37
     assert all(line.rstrip().endswith(staging) for line in replaces)
-    assert (
-        f"sigs.k8s.io/kueue {versions['KUEUE_VERSION']}\n" in (HERE / "go" / "kueue" / "go.mod").read_text()
-    )
-    assert f"sigs.k8s.io/kwok {versions['KWOK_VERSION']}\n" in (HERE / "go" / "kwok" / "go.mod").read_text()
+    for name, module, key in (
+        ("kueue", "sigs.k8s.io/kueue", "KUEUE_VERSION"),
+        ("kwok", "sigs.k8s.io/kwok", "KWOK_VERSION"),
+        ("jobset", "sigs.k8s.io/jobset", "JOBSET_VERSION"),
+        ("mpi-operator", "github.com/kubeflow/mpi-operator", "MPI_OPERATOR_VERSION"),
+        ("coredns", "github.com/coredns/coredns", "COREDNS_VERSION"),
+    ):
+        assert f"{module} {versions[key]}\n" in (HERE / "go" / name / "go.mod").read_text(), name
+
+
+def test_layout_reads_a_dashed_component_as_its_underscored_version(tmp_path: Path) -> None:
+    versions = read_versions()
+    layout = Layout(root=tmp_path, cache=tmp_path / "cache", ports=Ports(), versions=versions)
+    mpi = tmp_path / "cache" / f"mpi-operator-{versions['MPI_OPERATOR_VERSION']}"
+    assert layout.bin("mpi-operator", "mpi-operator") == mpi / "mpi-operator"
+    assert layout.cached("jobset", "config").parent.name == f"jobset-{versions['JOBSET_VERSION']}"
 
 
 def test_kwok_nodes_one_gpu_node_all_tainted() -> None:

@@ -80,18 +80,20 @@ class Layout:
     def component_dir(self, name: str) -> Path:
         return self.root / name
 
+    def version(self, component: str) -> str:
+        """<COMPONENT>_VERSION of versions.env, a dash read as an underscore (mpi-operator)."""
+        return self.versions[f"{component.upper().replace('-', '_')}_VERSION"]
+
     def bin(self, component: str, name: str) -> Path:
-        """Path of a cached binary, e.g. bin("kubernetes", "kube-apiserver")."""
-        version = self.versions[f"{component.upper()}_VERSION"]
-        return self.cache / f"{component}-{version}" / name
+        """Path of a cached binary, e.g. bin("kubernetes", "kubelet"), bin("mpi-operator", "mpi-operator")."""
+        return self.cache / f"{component}-{self.version(component)}" / name
 
     def cached(self, component: str, sub: str) -> Path:
-        version = self.versions[f"{component.upper()}_VERSION"]
-        return self.cache / f"{component}-{version}" / sub
+        return self.cache / f"{component}-{self.version(component)}" / sub
 
     @property
     def operator_crds(self) -> Path:
-        """CRDs of JobSet and MPIJob taken from their Go modules by build-binaries.sh."""
+        """CRDs of JobSet and MPIJob, from the versions the local cluster runs (build-binaries.sh)."""
         v = self.versions
         return self.cache / f"operator-crds-jobset-{v['JOBSET_VERSION']}-mpi-{v['MPI_OPERATOR_VERSION']}"
 
