@@ -158,7 +158,7 @@ def main() -> int:
 
     if args.backend == "kueue":  # the kwok ClusterQueue, reachable from the bench namespace
         queue = {
-            "apiVersion": "kueue.x-k8s.io/v1beta1",
+            "apiVersion": "kueue.x-k8s.io/v1beta2",
             "kind": "LocalQueue",
             "metadata": {"name": "default", "namespace": NS},
             "spec": {"clusterQueue": "default"},

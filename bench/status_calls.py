@@ -145,7 +145,7 @@ def fresh_namespace(env: dict[str, str], namespace: str, local_queue: bool) -> N
     if local_queue:
         objects.append(
             {
-                "apiVersion": "kueue.x-k8s.io/v1beta1",
+                "apiVersion": "kueue.x-k8s.io/v1beta2",
                 "kind": "LocalQueue",
                 "metadata": {"name": "default", "namespace": namespace},
                 "spec": {"clusterQueue": "default"},

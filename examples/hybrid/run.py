@@ -116,7 +116,7 @@ def site_objects(env: dict[str, str]) -> list[dict[str, Any]]:
             },
         },
         {
-            "apiVersion": "kueue.x-k8s.io/v1beta1",
+            "apiVersion": "kueue.x-k8s.io/v1beta2",
             "kind": "LocalQueue",
             "metadata": {"name": QUEUE, "namespace": NAMESPACE},
             "spec": {"clusterQueue": QUEUE},

@@ -71,7 +71,7 @@ def apply_plugin_queue(env: dict[str, str]) -> str:
     apply(
         env,
         {
-            "apiVersion": "kueue.x-k8s.io/v1beta1",
+            "apiVersion": "kueue.x-k8s.io/v1beta2",
             "kind": "LocalQueue",
             "metadata": {"name": REAL_QUEUE, "namespace": PLUGIN_NS},
             "spec": {"clusterQueue": REAL_QUEUE},

@@ -42,7 +42,7 @@ def kueue_queue(slurm_identities: dict[str, str]) -> dict[str, str]:
     apply(
         slurm_identities,
         {
-            "apiVersion": "kueue.x-k8s.io/v1beta1",
+            "apiVersion": "kueue.x-k8s.io/v1beta2",
             "kind": "LocalQueue",
             "metadata": {"name": "default", "namespace": NS},
             "spec": {"clusterQueue": "default"},

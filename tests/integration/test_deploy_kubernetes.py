@@ -220,7 +220,7 @@ def test_hosted_controller_drives_steps_on_both_backends_with_only_its_service_a
         env,
         slurm_cluster(CLUSTER, env),
         {
-            "apiVersion": "kueue.x-k8s.io/v1beta1",
+            "apiVersion": "kueue.x-k8s.io/v1beta2",
             "kind": "LocalQueue",
             "metadata": {"name": "default", "namespace": "team-a"},
             "spec": {"clusterQueue": "default"},

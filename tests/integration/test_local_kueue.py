@@ -51,7 +51,7 @@ def batch(kube_api: client.ApiClient) -> Iterator[tuple[client.BatchV1Api, list[
 
 def workload_for(kube_api: client.ApiClient, job_name: str) -> dict[str, Any] | None:
     custom = client.CustomObjectsApi(kube_api)
-    listed = custom.list_namespaced_custom_object("kueue.x-k8s.io", "v1beta1", NS, "workloads")
+    listed = custom.list_namespaced_custom_object("kueue.x-k8s.io", "v1beta2", NS, "workloads")
     items: list[dict[str, Any]] = cast(dict[str, Any], listed)["items"]
     for wl in items:
         if any(o.get("name") == job_name for o in wl["metadata"].get("ownerReferences", [])):

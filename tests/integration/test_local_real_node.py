@@ -83,7 +83,7 @@ def step_job(name: str, image: str, shared: Path, output: Path) -> client.V1Job:
 
 def workload_for(kube_api: client.ApiClient, job_name: str) -> dict[str, Any] | None:
     custom = client.CustomObjectsApi(kube_api)
-    listed = custom.list_namespaced_custom_object("kueue.x-k8s.io", "v1beta1", NS, "workloads")
+    listed = custom.list_namespaced_custom_object("kueue.x-k8s.io", "v1beta2", NS, "workloads")
     for wl in cast(dict[str, Any], listed)["items"]:
         if any(o.get("name") == job_name for o in wl["metadata"].get("ownerReferences", [])):
             return wl  # type: ignore[no-any-return]
@@ -148,7 +148,7 @@ def test_real_node_is_labelled_and_offers_what_the_real_queue_promises(kube_api:
     cq = cast(
         dict[str, Any],
         client.CustomObjectsApi(kube_api).get_cluster_custom_object(
-            "kueue.x-k8s.io", "v1beta1", "clusterqueues", "real"
+            "kueue.x-k8s.io", "v1beta2", "clusterqueues", "real"
         ),
     )
     quota = {r["name"]: r["nominalQuota"] for r in cq["spec"]["resourceGroups"][0]["flavors"][0]["resources"]}

@@ -1,8 +1,9 @@
 """The step image and the pause image, built on this machine with no registry.
 
 - step: `debootstrap --variant=minbase` of Debian bookworm plus the packages in
-  images/step/debian-packages.txt, then `python3 -m pip install -r images/step/requirements.txt`
-  (snakemake) with the image's own Python. Runs every Kubernetes-routed step on the real node, and
+  images/step/debian-packages.txt (Python, OpenMPI, sshd, LAMMPS), the files under images/step/overlay/
+  copied over it, then `python3 -m pip install -r images/step/requirements.txt` (snakemake) with the
+  image's own Python. Runs every Kubernetes-routed step on the real node, and
   every Slurm-routed step through charliecloud (`ch-run` on the unpacked directory).
 - pause: images/pause/pause.c compiled with `gcc -static`; containerd's sandbox image.
 
@@ -146,6 +147,9 @@ def _build_step_rootfs(layout: Layout, rootfs: Path, recipe: dict[str, bytes]) -
         for ln in recipe["debian-packages.txt"].decode().splitlines()
         if ln.strip() and not ln.strip().startswith("#")
     ]
+    overlay = {
+        rel.removeprefix("overlay/"): data for rel, data in recipe.items() if rel.startswith("overlay/")
+    }
     mirror = os.environ.get(MIRROR_ENV, DEFAULT_MIRROR)
     try:
         _run_logged(
@@ -162,6 +166,11 @@ def _build_step_rootfs(layout: Layout, rootfs: Path, recipe: dict[str, bytes]) -
         )
     finally:
         mounts.unmount_under(rootfs)
+    for rel, data in sorted(overlay.items()):
+        target = rootfs / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        target.chmod(0o644)
     # pip runs inside the image (its own Python, its own site-packages) with the host's DNS and CA bundle
     shutil.copyfile("/etc/resolv.conf", rootfs / "etc" / "resolv.conf")
     (rootfs / "tmp" / "requirements.txt").write_bytes(recipe["requirements.txt"])

@@ -19,6 +19,7 @@ REAL_NODE_LABEL = "converged.dev/node-kind"
 # control plane and Slurm beside it.
 REAL_QUOTA = {"cpu": "2", "memory": "8Gi"}
 CLUSTER_QUEUES = ("default", REAL_QUEUE)
+KUEUE_API = "kueue.x-k8s.io/v1beta2"  # Kueue's storage version since 0.16 (v1beta1 goes in 0.20)
 
 
 def build_config(layout: Layout, cert_dir: Path) -> dict[str, object]:
@@ -54,7 +55,7 @@ def build_queues() -> dict[str, object]:
         if fake:
             spec["tolerations"] = [toleration]
         return {
-            "apiVersion": "kueue.x-k8s.io/v1beta1",
+            "apiVersion": KUEUE_API,
             "kind": "ResourceFlavor",
             "metadata": {"name": name},
             "spec": spec,
@@ -75,7 +76,7 @@ def build_queues() -> dict[str, object]:
         flavor("kwok", {"converged.dev/node-kind": "kwok"}),
         flavor("kwok-gpu", {"converged.dev/node-kind": "kwok", "converged.dev/gpu-model": "a100"}),
         {
-            "apiVersion": "kueue.x-k8s.io/v1beta1",
+            "apiVersion": KUEUE_API,
             "kind": "ClusterQueue",
             "metadata": {"name": "default"},
             "spec": {
@@ -90,14 +91,14 @@ def build_queues() -> dict[str, object]:
             },
         },
         {
-            "apiVersion": "kueue.x-k8s.io/v1beta1",
+            "apiVersion": KUEUE_API,
             "kind": "LocalQueue",
             "metadata": {"name": "default", "namespace": "default"},
             "spec": {"clusterQueue": "default"},
         },
         flavor(REAL_QUEUE, {REAL_NODE_LABEL: "real"}, fake=False),
         {
-            "apiVersion": "kueue.x-k8s.io/v1beta1",
+            "apiVersion": KUEUE_API,
             "kind": "ClusterQueue",
             "metadata": {"name": REAL_QUEUE},
             "spec": {
@@ -117,7 +118,7 @@ def build_queues() -> dict[str, object]:
             },
         },
         {
-            "apiVersion": "kueue.x-k8s.io/v1beta1",
+            "apiVersion": KUEUE_API,
             "kind": "LocalQueue",
             "metadata": {"name": REAL_QUEUE, "namespace": "default"},
             "spec": {"clusterQueue": REAL_QUEUE},
