@@ -210,3 +210,18 @@ def eventually(what: str, probe: Callable[[], Any], timeout: float = 90, interva
             return last
         time.sleep(interval)
     pytest.fail(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+@pytest.fixture(scope="module")
+def real_controller(
+    cluster_env: dict[str, str], converged_crds: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ControllerProcess]:
+    shared = cluster_env["CONVERGED_SHARED_DIR"]
+    proc = ControllerProcess(
+        cluster_env,
+        tmp_path_factory.mktemp("real") / "controller.log",
+        extra_args=(f"--shared-paths={shared}", "--local-queue=real"),
+    )
+    proc.start()
+    yield proc
+    proc.stop()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,21 +17,6 @@ pytestmark = pytest.mark.integration
 
 NS = "default"  # where the local cluster's LocalQueue `real` lives
 IMAGE = "localhost/converged/step:local"
-
-
-@pytest.fixture(scope="module")
-def real_controller(
-    cluster_env: dict[str, str], converged_crds: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ControllerProcess]:
-    shared = cluster_env["CONVERGED_SHARED_DIR"]
-    proc = ControllerProcess(
-        cluster_env,
-        tmp_path_factory.mktemp("real") / "controller.log",
-        extra_args=(f"--shared-paths={shared}", "--local-queue=real"),
-    )
-    proc.start()
-    yield proc
-    proc.stop()
 
 
 def real_step(name: str, command: list[str]) -> dict[str, Any]:

@@ -72,4 +72,4 @@ class EventRecorder:
             now=self._clock(),
             suffix=uuid.uuid4().hex[:16],
         )
-        self._objects.create(EVENTS, body, namespace=obj["metadata"]["namespace"])
+        self._objects.create(EVENTS, body, namespace=obj["metadata"]["namespace"], verb="event")

@@ -21,8 +21,11 @@ class KubeObjects:
     def field_manager(self) -> str:
         return self.core.field_manager
 
-    def get(self, kind: Kind, name: str, *, namespace: str | None = None) -> dict[str, Any]:
-        return self.core.request("get", "GET", object_path(kind, name, namespace))
+    def get(
+        self, kind: Kind, name: str, *, namespace: str | None = None, verb: str = "get"
+    ) -> dict[str, Any]:
+        """GET one object; `verb` is what the core counts it as (default "get")."""
+        return self.core.request(verb, "GET", object_path(kind, name, namespace))
 
     def list_objects(
         self,
@@ -70,11 +73,13 @@ class KubeObjects:
             return False
         return any(r.get("name") == kind.plural for r in doc.get("resources") or [])
 
-    def create(self, kind: Kind, body: dict[str, Any], *, namespace: str | None = None) -> dict[str, Any]:
+    def create(
+        self, kind: Kind, body: dict[str, Any], *, namespace: str | None = None, verb: str = "create"
+    ) -> dict[str, Any]:
         """POST; AlreadyExists when an object of that name is there."""
         query = [("fieldManager", self.field_manager)]
         return self.core.request(
-            "create", "POST", object_path(kind, None, namespace), query, body, "application/json"
+            verb, "POST", object_path(kind, None, namespace), query, body, "application/json"
         )
 
     def replace(
@@ -94,11 +99,12 @@ class KubeObjects:
         *,
         namespace: str | None = None,
         subresource: str | None = None,
+        verb: str | None = None,
     ) -> dict[str, Any]:
         """A JSON merge patch (of the status subresource when `subresource` is "status")."""
         path = object_path(kind, name, namespace) + (f"/{subresource}" if subresource else "")
         query = [("fieldManager", self.field_manager)]
-        verb = "patch" if subresource is None else f"patch-{subresource}"
+        verb = verb or ("patch" if subresource is None else f"patch-{subresource}")
         return self.core.request(verb, "PATCH", path, query, patch, "application/merge-patch+json")
 
     def apply(

@@ -11,7 +11,7 @@ from converged_bridge.wire import SECRETS
 
 def read_secret_key(objects: KubeObjects, namespace: str, name: str, key: str) -> str:
     """The decoded value of `key` in Secret `namespace/name`; the value is never logged."""
-    secret = objects.get(SECRETS, name, namespace=namespace)
+    secret = objects.get(SECRETS, name, namespace=namespace, verb="get-secret")
     data = secret.get("data") or {}
     if key not in data:
         raise PermanentBackendError(f"secret {namespace}/{name} has no key {key!r}")

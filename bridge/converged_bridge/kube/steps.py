@@ -78,7 +78,9 @@ class WorkflowSteps:
         meta: dict[str, Any] = {"finalizers": finalizers}
         if resource_version:
             meta["resourceVersion"] = resource_version
-        return self.objects.patch(WORKFLOW_STEPS, name, {"metadata": meta}, namespace=namespace)
+        return self.objects.patch(
+            WORKFLOW_STEPS, name, {"metadata": meta}, namespace=namespace, verb="patch-finalizers"
+        )
 
     # --- SlurmClusters ---
     def list_slurm_clusters(self) -> list[dict[str, Any]]:

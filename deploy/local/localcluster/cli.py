@@ -13,13 +13,26 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from . import containerd, images, kube, kubelet, kueue, kwok, mounts, packages, procs, slurm
+from . import (
+    containerd,
+    coredns,
+    images,
+    kube,
+    kubelet,
+    kueue,
+    kwok,
+    mounts,
+    operators,
+    packages,
+    procs,
+    slurm,
+)
 from .layout import HERE, Layout
 from .procs import ClusterError
 
 # Kubernetes-side components in start order; each module has up/down/health.
 # containerd runs the real node's pods from the step image; kubelet is that node.
-KUBE_SIDE = (kube, containerd, images, kubelet, kueue, kwok)
+KUBE_SIDE = (kube, containerd, images, kubelet, kueue, operators, coredns, kwok)
 
 
 def build(layout: Layout) -> None:
@@ -45,6 +58,8 @@ def up(layout: Layout) -> None:
         images.up(layout)
         kubelet.up(layout)
         kueue.up(layout)
+        operators.up(layout)
+        coredns.up(layout)
         kwok.up(layout)
         slurm_done.result()
     print(f"local converged cluster up in {time.monotonic() - start:.1f}s", file=sys.stderr)

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import mounts, packages, procs
+from . import mounts, packages, pki, procs
 from .layout import Layout
 from .procs import ClusterError, Daemon
 
@@ -23,7 +23,7 @@ NAMESPACE = "k8s.io"  # the CRI plugin's namespace: kubelet's pods live here
 CNI_BIN = Path("/usr/lib/cni")
 BRIDGE = "cvg0"
 POD_SUBNET = "10.85.0.0/24"
-HOST_ADDRESS = "10.85.0.1"  # the host's address on the bridge
+HOST_ADDRESS = pki.HOST_BRIDGE_IP  # the host's address on the bridge
 RUNC = "/usr/sbin/runc"
 
 

@@ -61,8 +61,10 @@ def _apiserver(layout: Layout) -> Daemon:
         [
             str(layout.bin("kubernetes", "kube-apiserver")),
             f"--etcd-servers=http://127.0.0.1:{layout.ports.etcd_client}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            # on every address: loopback for the host's clients, the pods' bridge for the daemon's pods
+            "--bind-address=0.0.0.0",
+            # the `kubernetes` Service's endpoint; 1.37 refuses a loopback address there
+            f"--advertise-address={pki.HOST_BRIDGE_IP}",
             f"--secure-port={layout.ports.apiserver}",
             f"--tls-cert-file={k / 'apiserver.crt'}",
             f"--tls-private-key-file={k / 'apiserver.key'}",

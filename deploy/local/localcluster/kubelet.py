@@ -53,10 +53,12 @@ def build_config(layout: Layout) -> dict[str, object]:
         "authorization": {"mode": "Webhook"},
         "containerRuntimeEndpoint": containerd.endpoint(layout),
         "cgroupDriver": "cgroupfs",
-        "failCgroupV1": False,  # this host mounts cgroup v1 controllers; 1.34 refuses them by default
+        "failCgroupV1": False,  # this host mounts cgroup v1 controllers; 1.35+ refuses them by default
         "failSwapOn": False,
         "podLogsDir": str(root_dir(layout) / "pod-logs"),
         "clusterDomain": "cluster.local",
+        # CoreDNS on the host's bridge address (coredns.py): pods of one JobSet or MPIJob resolve each other
+        "clusterDNS": [containerd.HOST_ADDRESS],
         "resolvConf": "/etc/resolv.conf",
         "maxPods": MAX_PODS,
         "serializeImagePulls": False,

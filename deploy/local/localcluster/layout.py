@@ -30,6 +30,10 @@ class Ports:
     kueue_webhook: int = 9443
     kueue_metrics: int = 8443
     kueue_health: int = 8081
+    jobset_webhook: int = 9444
+    jobset_health: int = 8082
+    coredns_health: int = 8180
+    coredns_ready: int = 8181
     kwok_server: int = 10247
     kubelet_healthz: int = 10248
     kubelet: int = 10250

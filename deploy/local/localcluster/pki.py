@@ -7,6 +7,7 @@ from pathlib import Path
 from .procs import run
 
 SERVICE_IP = "10.96.0.1"  # first address of the service range: the `kubernetes` Service
+HOST_BRIDGE_IP = "10.85.0.1"  # the host on the pods' bridge (containerd.HOST_ADDRESS): how pods reach it
 
 
 def _ca(pki: Path) -> None:
@@ -33,8 +34,9 @@ def _ca(pki: Path) -> None:
 
 
 def cert(pki: Path, name: str, subject: str, sans: list[str] | None = None, server: bool = False) -> None:
-    """Create pki/<name>.{key,crt} signed by the CA unless it exists."""
-    if (pki / f"{name}.crt").exists():
+    """Create pki/<name>.{key,crt} signed by the CA unless it exists with the same subject and SANs."""
+    ext = pki / f"{name}.ext"
+    if (pki / f"{name}.crt").exists() and (not sans or _sans_of(ext) == sans):
         return
     _ca(pki)
     key, csr, crt = pki / f"{name}.key", pki / f"{name}.csr", pki / f"{name}.crt"
@@ -53,7 +55,6 @@ def cert(pki: Path, name: str, subject: str, sans: list[str] | None = None, serv
             subject,
         ]
     )
-    ext = pki / f"{name}.ext"
     usage = "serverAuth" if server else "clientAuth"
     lines = [
         "basicConstraints=CA:FALSE",
@@ -96,6 +97,16 @@ def service_account_keys(pki: Path) -> None:
     (pki / "sa.key").chmod(0o600)
 
 
+def _sans_of(ext: Path) -> list[str] | None:
+    """The SANs a certificate was made with (from its extension file), so a changed list remakes it."""
+    if not ext.exists():
+        return None
+    for line in ext.read_text().splitlines():
+        if line.startswith("subjectAltName="):
+            return line.removeprefix("subjectAltName=").split(",")
+    return None
+
+
 def ensure_all(pki: Path) -> None:
     pki.mkdir(parents=True, exist_ok=True)
     _ca(pki)
@@ -107,6 +118,7 @@ def ensure_all(pki: Path) -> None:
         sans=[
             "IP:127.0.0.1",
             f"IP:{SERVICE_IP}",
+            f"IP:{HOST_BRIDGE_IP}",  # the daemon's pods reach the API server there
             "DNS:localhost",
             "DNS:kubernetes",
             "DNS:kubernetes.default",
@@ -120,5 +132,8 @@ def ensure_all(pki: Path) -> None:
     cert(pki, "scheduler", "/CN=system:kube-scheduler")
     cert(pki, "kwok", "/O=system:masters/CN=converged-kwok")
     cert(pki, "kueue", "/O=system:masters/CN=converged-kueue")
+    cert(pki, "jobset", "/O=system:masters/CN=converged-jobset")
+    cert(pki, "mpi-operator", "/O=system:masters/CN=converged-mpi-operator")
+    cert(pki, "coredns", "/O=system:masters/CN=converged-coredns")
     cert(pki, "webhook", "/CN=localhost", server=True, sans=["IP:127.0.0.1", "DNS:localhost"])
     service_account_keys(pki)

@@ -93,12 +93,20 @@ def build_owner_reference(step: WorkflowStep) -> dict[str, Any]:
     }
 
 
+def tasks_per_node(step: WorkflowStep) -> int:
+    r = step.spec.resources
+    return max(1, r.tasks // r.nodes)
+
+
 def build_resources(step: WorkflowStep) -> dict[str, Any]:
     """Requests from the step's resources (what Kueue's quota and the scheduler count). Limits only for
     GPUs, which need them: like Slurm without memory enforcement and snakemake's Kubernetes executor,
-    a step is not killed for the snakemake wrapper's own memory; a namespace LimitRange can cap it."""
+    a step is not killed for the snakemake wrapper's own memory; a namespace LimitRange can cap it.
+
+    A pod is one node of the step: it holds the CPUs of the step's tasks on a node (cpus per task
+    times tasks per node), its memory and GPUs per node, like one node of a Slurm allocation."""
     r = step.spec.resources
-    requests: dict[str, str] = {"cpu": str(r.cpus)}
+    requests: dict[str, str] = {"cpu": str(r.cpus * tasks_per_node(step))}
     if r.mem_mib is not None:
         requests["memory"] = f"{r.mem_mib}Mi"
     resources: dict[str, Any] = {"requests": requests}

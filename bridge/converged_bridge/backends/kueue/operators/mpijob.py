@@ -19,17 +19,19 @@ from converged_bridge.backends.kueue.operators.common import (
     build_object_name,
     build_pod_spec,
     deadline_seconds,
+    tasks_per_node,
 )
 from converged_bridge.backends.kueue.operators.kind import OperatorKind
 from converged_bridge.wire import MPIJOBS, STEP_UID_LABEL
 
 MPIRUN_ENV = "CONVERGED_MPIRUN"
-# sshd needs its privilege-separation directory and host keys; made at start, so any image with
-# openssh-server serves as a worker
+# sshd needs its privilege-separation directory and host keys, made at start, so any image with
+# openssh-server serves as a worker; and StrictModes off: the operator's key Secret is mounted at
+# /root/.ssh, and a Secret volume's directory is mode 1777, which StrictModes refuses
 WORKER_COMMAND = [
     "/bin/sh",
     "-c",
-    "mkdir -p /run/sshd && ssh-keygen -A >/dev/null && exec /usr/sbin/sshd -De",
+    "mkdir -p /run/sshd && ssh-keygen -A >/dev/null && exec /usr/sbin/sshd -De -o StrictModes=no",
 ]
 
 
@@ -37,7 +39,7 @@ def build_mpijob(step: WorkflowStep, site: KueueSite) -> BuiltObject:
     """A suspended MPIJob: a launcher running the step's command once, `nodes` workers for its ranks."""
     name = build_object_name(step)
     r = step.spec.resources
-    slots = max(1, r.tasks // r.nodes)
+    slots = tasks_per_node(step)
     worker = build_container(step, site, name="worker")
     worker["command"] = WORKER_COMMAND
     worker.pop("workingDir", None)
@@ -49,10 +51,8 @@ def build_mpijob(step: WorkflowStep, site: KueueSite) -> BuiltObject:
         {"name": "OMPI_ALLOW_RUN_AS_ROOT", "value": "1"},
         {"name": "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "value": "1"},
     ]
-    launcher["resources"] = {
-        "requests": {"cpu": "100m", "memory": "64Mi"},
-        "limits": {"cpu": "1", "memory": "512Mi"},
-    }
+    # the launcher waits on mpirun while the workers hold the ranks' CPUs: it asks for memory only
+    launcher["resources"] = {"requests": {"memory": "64Mi"}, "limits": {"memory": "512Mi"}}
     run_policy: dict[str, Any] = {"suspend": True, "backoffLimit": 0, "cleanPodPolicy": "Running"}
     deadline = deadline_seconds(step)
     if deadline:
