@@ -47,7 +47,7 @@ def test_a_jobset_step_runs_two_pods_that_resolve_each_other(
     peer = f"{name}-main-0-$((1 - JOB_COMPLETION_INDEX)).{name}"
     script = (
         f"for _ in $(seq 120); do a=$(getent hosts {peer} | cut -d' ' -f1); [ -n \"$a\" ] && break; "
-        f"sleep 0.5; done; echo \"$a\" > {out}/pod-$JOB_COMPLETION_INDEX.txt"
+        f'sleep 0.5; done; echo "$a" > {out}/pod-$JOB_COMPLETION_INDEX.txt'
     )
     create(env, operator_step(name, "jobset", ["/bin/sh", "-c", script], nodes=2, tasks=2))
     status = wait_phase(env, NS, name, TERMINAL, timeout=180)["status"]

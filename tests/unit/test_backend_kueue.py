@@ -141,7 +141,9 @@ def test_other_operators_have_their_shapes() -> None:
     assert (
         worker["replicas"] == 2 and worker["template"]["metadata"]["labels"]["converged.dev/step-uid"] == UID
     )
-    assert worker["template"]["spec"]["containers"][0]["command"][-1].endswith("exec /usr/sbin/sshd -De -o StrictModes=no")
+    assert worker["template"]["spec"]["containers"][0]["command"][-1].endswith(
+        "exec /usr/sbin/sshd -De -o StrictModes=no"
+    )
     mc = build_minicluster(make_step(operator="minicluster", resources={"nodes": 2, "tasks": 4}), SITE).body
     assert mc["spec"]["jobLabels"][QUEUE_LABEL] == "default"  # Kueue queues the Job the Flux operator makes
     assert mc["spec"]["containers"][0]["command"] == "python3 -c 'print('\"'\"'hi'\"'\"')' '$(touch x)'"
