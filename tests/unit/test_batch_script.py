@@ -216,7 +216,7 @@ DUMP_ARGV = "import json, os, sys; print(json.dumps({'argv': sys.argv[1:], 'cwd'
 
 
 def run_script(
-    script: str, workdir: Path, path_prefix: Path | None = None
+    script: str, workdir: Path, path_prefix: Path | None = None, extra_env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     script_path = workdir.parent / "job.sh"
     script_path.write_text(script)
@@ -224,7 +224,7 @@ def run_script(
     return subprocess.run(
         ["bash", str(script_path)],
         cwd=workdir.parent,
-        env={"PATH": path, "HOME": str(workdir.parent)},
+        env={"PATH": path, "HOME": str(workdir.parent), **(extra_env or {})},
         capture_output=True,
         text=True,
         timeout=60,
@@ -315,6 +315,7 @@ print(json.dumps({{"argv": [os.path.basename(sys.argv[0]), *sys.argv[1:]], "env"
             [
                 "apptainer",
                 "exec",
+                "--no-eval",
                 "--cleanenv",
                 "--bind",
                 "/shared",
@@ -331,6 +332,7 @@ print(json.dumps({{"argv": [os.path.basename(sys.argv[0]), *sys.argv[1:]], "env"
             [
                 "singularity",
                 "exec",
+                "--no-eval",
                 "--cleanenv",
                 "--bind",
                 "/shared",
@@ -381,11 +383,20 @@ def test_runtime_receives_argv_and_env_verbatim(
     assert no_pwned_files(tmp_path) == []
 
 
-def test_multi_task_step_runs_under_srun_exporting_the_environment(tmp_path: Path) -> None:
+FAKE_MPI_STEP = f"""#!{sys.executable}
+import json, os, sys
+keep = ("CONVERGED_MPIRUN", "APPTAINERENV_CONVERGED_MPIRUN", "APPTAINERENV_SLURM_NTASKS", "SLURM_NTASKS")
+print(json.dumps({{"argv": [os.path.basename(sys.argv[0]), *sys.argv[1:]],
+                  "env": {{k: os.environ[k] for k in keep if k in os.environ}}}}))
+"""
+
+
+def test_an_mpi_step_runs_its_command_once_with_a_launcher_for_its_ranks(tmp_path: Path) -> None:
+    """The command runs once (snakemake's job, say) and starts the ranks with $CONVERGED_MPIRUN."""
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir()
-    (fake_bin / "srun").write_text(FAKE_RUNTIME)
-    (fake_bin / "srun").chmod(0o755)
+    (fake_bin / "mpi_prog").write_text(FAKE_MPI_STEP)
+    (fake_bin / "mpi_prog").chmod(0o755)
     workdir = tmp_path / "work"
     workdir.mkdir()
     step = make_step(
@@ -397,8 +408,53 @@ def test_multi_task_step_runs_under_srun_exporting_the_environment(tmp_path: Pat
     script = build_batch_script(step, make_cluster(ContainerRuntime.NONE), uid=UID, log_dir=LOG_DIR)
     done = run_script(script, workdir, fake_bin)
     assert done.returncode == 0, done.stderr
-    expected = ["srun", "--export=ALL", "--cpus-per-task=2", "mpi_prog", *HOSTILE_ARGS]
-    assert json.loads(done.stdout)["argv"] == expected
+    ran = json.loads(done.stdout)
+    assert ran["argv"] == ["mpi_prog", *HOSTILE_ARGS]  # not under srun: once
+    mpirun = "srun --mpi=pmix --export=ALL --ntasks=4 --cpus-per-task=2"
+    assert ran["env"] == {"CONVERGED_MPIRUN": mpirun}
+
+
+def test_in_apptainer_the_launcher_starts_each_rank_in_the_image_with_the_hosts_runtime(
+    tmp_path: Path,
+) -> None:
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "apptainer").write_text(FAKE_MPI_STEP)
+    (fake_bin / "apptainer").chmod(0o755)
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    step = make_step(image="/images/step.sif", workingDir=str(workdir), resources={"nodes": 2, "tasks": 2})
+    script = build_batch_script(step, make_cluster(ContainerRuntime.APPTAINER), uid=UID, log_dir=LOG_DIR)
+    done = run_script(script, workdir, fake_bin, extra_env={"SLURM_NTASKS": "2"})
+    assert done.returncode == 0, done.stderr
+    env = json.loads(done.stdout)["env"]
+    assert env["APPTAINERENV_SLURM_NTASKS"] == "2"  # the allocation, handed through --cleanenv
+    words = env["APPTAINERENV_CONVERGED_MPIRUN"].split()
+    assert words[:6] == [
+        "srun",
+        "--mpi=pmix",
+        "--export=ALL",
+        "--ntasks=2",
+        "--cpus-per-task=1",
+        str(fake_bin / "apptainer"),
+    ]
+    assert words[6:] == [
+        "exec",
+        "--no-eval",
+        "--bind",
+        "/shared",
+        "--bind",
+        str(workdir),
+        "--pwd",
+        str(workdir),
+        "/images/step.sif",
+    ]
+
+
+def test_an_mpi_step_refuses_whitespace_its_launcher_would_split() -> None:
+    step = make_step(image="/images/my step.sif", resources={"nodes": 2, "tasks": 2})
+    with pytest.raises(InvalidStep, match="whitespace"):
+        build_batch_script(step, make_cluster(ContainerRuntime.APPTAINER), uid=UID, log_dir=LOG_DIR)
 
 
 def test_exit_code_of_the_command_is_the_jobs(tmp_path: Path) -> None:

@@ -3,7 +3,8 @@
 Pure: returns unquoted argv and shell lines; the batch script quotes the argv. The environment reaches the
 container by name only, never by value on a command line (values would show in `ps`):
 - apptainer / singularity run with --cleanenv and receive each variable as APPTAINERENV_<NAME> /
-  SINGULARITYENV_<NAME>, the documented way through --cleanenv;
+  SINGULARITYENV_<NAME>, the documented way through --cleanenv, and with --no-eval: without it Apptainer
+  evaluates those values in a shell inside the container (`$(x)` would run, `$HOME` expand);
 - podman gets `--env NAME` (no value: podman copies it from its own environment);
 - charliecloud's ch-run and the bare runtime inherit the job's environment, already clean because the job
   is submitted with --export=NONE.
@@ -26,10 +27,17 @@ _ENV_PREFIX = {
 
 @dataclass(frozen=True)
 class ContainerLaunch:
-    """Shell lines to run before the command (already safe) and the argv that runs it (to be quoted)."""
+    """Shell lines to run before the command (already safe) and the argv that runs it (to be quoted).
+
+    `rank_argv` starts one MPI rank in the same image: what `srun` runs on each node of the allocation
+    (the hybrid model). Its first word is the runtime, which the batch script resolves to an absolute
+    path on the host (srun is called from inside the container, slurmstepd executes on the host).
+    `env_prefix` is how a variable reaches the container ("" when the job's environment is inherited)."""
 
     setup_lines: tuple[str, ...]
     argv: tuple[str, ...]
+    rank_argv: tuple[str, ...] = ()
+    env_prefix: str = ""
 
 
 @dataclass(frozen=True)
@@ -54,7 +62,7 @@ def build_container_launch(request: LaunchRequest) -> ContainerLaunch:
                 "the SlurmCluster runs steps without a container (containerRuntime none); "
                 "drop the image or target a cluster with a container runtime",
             )
-        return ContainerLaunch(setup_lines=(), argv=tuple(request.command))
+        return ContainerLaunch(setup_lines=(), argv=tuple(request.command), rank_argv=())
     image = _checked_image(request.runtime, request.image)
     binds = _bind_paths(request)
     if request.runtime in _ENV_PREFIX:
@@ -66,15 +74,20 @@ def build_container_launch(request: LaunchRequest) -> ContainerLaunch:
 
 def _apptainer_launch(request: LaunchRequest, image: str, binds: Sequence[str]) -> ContainerLaunch:
     prefix = _ENV_PREFIX[request.runtime]
-    argv = [request.runtime.value, "exec", "--cleanenv"]
+    options = []
     if request.gpus > 0:
-        argv.append("--nv")
+        options.append("--nv")
     for path in binds:
-        argv += ["--bind", path]
+        options += ["--bind", path]
     if request.working_dir is not None:
-        argv += ["--pwd", request.working_dir]
+        options += ["--pwd", request.working_dir]
+    argv = [request.runtime.value, "exec", "--no-eval", "--cleanenv", *options]
+    # a rank keeps the environment srun gives it (PMIX_*, SLURM_*): no --cleanenv there
+    rank = (request.runtime.value, "exec", "--no-eval", *options, image)
     setup = tuple(f'export {prefix}{name}="${{{name}}}"' for name in request.env_names)
-    return ContainerLaunch(setup_lines=setup, argv=(*argv, image, *request.command))
+    return ContainerLaunch(
+        setup_lines=setup, argv=(*argv, image, *request.command), rank_argv=rank, env_prefix=prefix
+    )
 
 
 def _charliecloud_launch(request: LaunchRequest, image: str, binds: Sequence[str]) -> ContainerLaunch:
@@ -83,7 +96,9 @@ def _charliecloud_launch(request: LaunchRequest, image: str, binds: Sequence[str
         argv.append(f"--cd={request.working_dir}")
     # ch-run refuses to start without $USER, which a job submitted with --export=NONE may lack.
     setup = ('export USER="${USER:-$(id -un)}"',)
-    return ContainerLaunch(setup_lines=setup, argv=(*argv, image, "--", *request.command))
+    return ContainerLaunch(
+        setup_lines=setup, argv=(*argv, image, "--", *request.command), rank_argv=(*argv, image, "--")
+    )
 
 
 def _podman_launch(request: LaunchRequest, image: str, binds: Sequence[str]) -> ContainerLaunch:

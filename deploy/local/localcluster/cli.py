@@ -14,6 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from . import (
+    apptainer,
     containerd,
     coredns,
     images,
@@ -54,6 +55,7 @@ def up(layout: Layout) -> None:
         images_done = pool.submit(images.build_all, layout)  # cached by recipe: slow only when it changed
         kube.up(layout)
         images_done.result()
+        apptainer.up(layout)  # the step image as a SIF, the runtime on the Slurm nodes' PATH
         containerd.up(layout, sandbox_image=images.pause(layout).ref)
         images.up(layout)
         kubelet.up(layout)
@@ -90,7 +92,7 @@ def reset(layout: Layout) -> None:
 
 def health(layout: Layout) -> list[tuple[str, bool, str]]:
     rows: list[tuple[str, bool, str]] = []
-    for component in (*KUBE_SIDE, slurm):
+    for component in (*KUBE_SIDE, slurm, apptainer):
         rows += component.health(layout)
     return rows
 
@@ -100,6 +102,7 @@ def env(layout: Layout) -> dict[str, str]:
     out.update(slurm.env(layout))
     out["CONVERGED_SHARED_DIR"] = str(layout.shared)
     out.update(images.env(layout))
+    out.update(apptainer.env(layout))
     out.update(containerd.env(layout))
     return out
 

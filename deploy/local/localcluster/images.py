@@ -359,9 +359,9 @@ def health(layout: Layout) -> list[tuple[str, bool, str]]:
 
 
 def env(layout: Layout) -> dict[str, str]:
-    """The step image as each side runs it: by reference on the real node, as a directory on Slurm."""
+    """The step image as each side runs it: by reference on the real node; on Slurm as a SIF (Apptainer,
+    apptainer.env) or as the unpacked directory (charliecloud)."""
     return {
         "CONVERGED_STEP_IMAGE": step(layout).ref,
         "CONVERGED_STEP_IMAGE_DIR": str(directory_image(layout)),
-        "CONVERGED_SLURM_CONTAINER_RUNTIME": "charliecloud",
     }

@@ -71,6 +71,9 @@ def running(layout: Layout, name: str) -> int | None:
     return pid
 
 
+WRAPPERS = ("/setpriv", "/unshare", "/sh", "/dash", "/bash")  # exec the daemon; never the daemon itself
+
+
 def start(layout: Layout, d: Daemon) -> int:
     """Start `d` unless it already runs; returns its pid."""
     pid = running(layout, d.name)
@@ -93,11 +96,11 @@ def start(layout: Layout, d: Daemon) -> int:
             env=env,
             start_new_session=True,
         )
-    # setpriv execs the real program: wait until the exe is no longer setpriv
+    # setpriv, unshare and sh exec the real program: wait until the exe is no longer one of them
     exe: str | None = None
-    for _ in range(100):
+    for _ in range(250):
         exe = _exe_of(proc.pid)
-        if exe is None or not exe.endswith("/setpriv"):
+        if exe is None or not exe.endswith(WRAPPERS):
             break
         time.sleep(0.02)
     if exe is None or proc.poll() is not None:
@@ -156,12 +159,13 @@ def run(
     input: str | None = None,
     env: Mapping[str, str] | None = None,
     timeout: float = 120,
+    cwd: str | Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run a short command, capturing text output; raise ClusterError with its stderr on failure."""
     full_env = {**os.environ, **(env or {})}
     try:
         cp = subprocess.run(
-            list(argv), capture_output=True, text=True, input=input, env=full_env, timeout=timeout
+            list(argv), capture_output=True, text=True, input=input, env=full_env, timeout=timeout, cwd=cwd
         )
     except subprocess.TimeoutExpired as e:
         raise ClusterError(f"{argv[0]} timed out after {timeout}s") from e

@@ -10,6 +10,7 @@ lives in /etc/slurm so that sbatch/srun/scontrol find it without SLURM_CONF.
 from __future__ import annotations
 
 import subprocess
+import sys
 
 from .. import packages, procs
 from ..layout import Layout
@@ -42,6 +43,8 @@ PACKAGES: list[str] = [
     "slurmrestd",
     "slurm-wlm-jwt-plugin",  # auth/jwt for slurmctld/slurmdbd (slurmrestd ships only rest_auth/jwt)
     "slurm-client",
+    # mpi_pmix_v4 (srun --mpi=pmix) dlopens libpmix.so from pmix2/lib, which only the -dev package ships
+    "libpmix-dev",
 ]
 
 
@@ -86,7 +89,10 @@ def _slurm_daemon_names(layout: Layout) -> list[str]:
 def _up_nodes(layout: Layout) -> None:
     for n in nodes(layout):
         mkdir(paths(layout).spool / n.name, None, 0o755)
-        procs.start(layout, slurmd(n))
+        tmp = paths(layout).base / "tmp" / n.name  # the node's own /tmp
+        mkdir(tmp.parent, None, 0o755)
+        mkdir(tmp, None, 0o1777)
+        procs.start(layout, slurmd(n, tmp))
     names = [n.name for n in nodes(layout)]
 
     def all_ok() -> bool:
@@ -160,12 +166,15 @@ def _cancel_all_jobs(layout: Layout) -> None:
     if not ids:
         return
     procs.run(["scancel", *ids], check=False)
-    procs.wait_until(
-        "cancelled jobs to end",
-        lambda: not procs.run(["squeue", "--noheader", "--states=R,CG,S", "--format=%i"]).stdout.strip(),
-        60,
-        procs.log_path(layout, "slurmctld"),
-    )
+    try:
+        procs.wait_until(
+            "cancelled jobs to end",
+            lambda: not procs.run(["squeue", "--noheader", "--states=R,CG,S", "--format=%i"]).stdout.strip(),
+            60,
+            procs.log_path(layout, "slurmctld"),
+        )
+    except ClusterError as e:  # a job stuck completing must not keep the daemons up: stop them anyway
+        print(f"cluster down: {e}; stopping the Slurm daemons regardless", file=sys.stderr)
 
 
 def down(layout: Layout) -> None:

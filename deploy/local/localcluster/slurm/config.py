@@ -78,6 +78,8 @@ def slurm_conf(layout: Layout) -> str:
         "MailProg=/bin/true",
         "SlurmctldDebug=info",
         "SlurmdDebug=info",
+        # slurmd -D logs to its stderr (logs/slurmd-<node>.log); its slurmstepds log only here
+        f"SlurmdLogFile={paths(layout).base / 'log' / 'slurmstepd-%n.log'}",
     ]
     for n in nodes(layout):
         gres = f" Gres={n.gres}" if n.gres else ""
@@ -190,6 +192,7 @@ def prepare(layout: Layout) -> set[str]:
     password = secret(p.db_password, 24, None, 0o600, text=True).decode()
     mkdir(p.state, SLURM_USER, 0o700)
     mkdir(p.spool, None, 0o755)
+    mkdir(p.base / "log", None, 0o755)
     mkdir(p.pids, SLURM_USER, 0o755)
     mkdir(p.dev, None, 0o755)
     _fake_gpus(p)

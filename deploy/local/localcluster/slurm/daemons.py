@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shlex
+from pathlib import Path
+
 from ..layout import Layout
 from ..procs import Daemon
 from .site import MUNGE_USER, MYSQL_USER, OPENAPI_PLUGINS, RESTD_USER, SLURM_USER, Node, paths
@@ -40,8 +43,15 @@ def slurmctld() -> Daemon:
     return Daemon("slurmctld", ["slurmctld", "-D", "-i"], user=SLURM_USER)
 
 
-def slurmd(node: Node) -> Daemon:
-    return Daemon(slurmd_name(node), ["slurmd", "-D", "-N", node.name])
+def slurmd(node: Node, tmp: Path) -> Daemon:
+    """slurmd of one virtual node, with a /tmp of its own as a real node has: in a mount namespace of
+    its own (which its jobs inherit), `tmp` is bound on /tmp. Without it, two nodes' slurmstepds collide
+    on PMIx's client directory (/tmp/spmix_appdir_<uid>_<step>: "File exists"), so no MPI step spans
+    nodes, and jobs of c1 and c2 would share files a real cluster keeps apart."""
+    script = f"mount --bind {shlex.quote(str(tmp))} /tmp && exec slurmd -D -N {shlex.quote(node.name)}"
+    return Daemon(
+        slurmd_name(node), ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", script]
+    )
 
 
 def slurmrestd(layout: Layout) -> Daemon:
@@ -56,7 +66,8 @@ def slurmrestd(layout: Layout) -> Daemon:
             OPENAPI_PLUGINS,
             "-u",
             RESTD_USER,
-            f"127.0.0.1:{layout.ports.slurmrestd}",
+            # on every address: the host's clients on loopback, the daemon's pods on the bridge address
+            f"0.0.0.0:{layout.ports.slurmrestd}",
         ],
         env={"SLURM_JWT": ""},
     )  # never a caller's token: every request must bring its own
