@@ -191,7 +191,7 @@ def main() -> int:
         "--converged-default-backend=slurm",
         "--converged-slurm-cluster=converged-plugin",
         "--converged-controller=embedded",
-        f"--converged-image={env['CONVERGED_STEP_IMAGE_DIR']}",
+        f"--converged-image={env['CONVERGED_SLURM_IMAGE']}",
         f"--converged-poll-interval={args.poll}",
         f"--converged-run-id={run_id}",
     ]

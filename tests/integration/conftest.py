@@ -110,8 +110,9 @@ def slurm_cluster(
 
 @pytest.fixture(scope="session")
 def slurm_identities(converged_crds: dict[str, str], slurm_tokens: dict[str, str]) -> dict[str, str]:
-    """Namespaces team-a/b/c, per-user JWT Secrets, and SlurmClusters `converged` (restd),
-    `converged-cli` (CLI transport) and `converged-apptainer` (restd, apptainer runtime)."""
+    """Namespaces team-a/b/c, per-user JWT Secrets, and SlurmClusters `converged` (restd, no container),
+    `converged-cli` (CLI transport), `converged-apptainer` (restd, Apptainer, the Slurm client bound for
+    MPI steps) and `converged-charliecloud` (restd, charliecloud)."""
     env = converged_crds
     namespaces = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}}
@@ -133,7 +134,14 @@ def slurm_identities(converged_crds: dict[str, str], slurm_tokens: dict[str, str
         env,
         slurm_cluster("converged", env),
         slurm_cluster("converged-cli", env, transport="cli"),
-        slurm_cluster("converged-apptainer", env, runtime="apptainer"),
+        {
+            **(apptainer := slurm_cluster("converged-apptainer", env, runtime="apptainer")),
+            "spec": {**apptainer["spec"], "bindPaths": env["CONVERGED_SLURM_BIND_PATHS"].split(",")},
+        },
+        {
+            **(charlie := slurm_cluster("converged-charliecloud", env, runtime="charliecloud")),
+            "spec": {**charlie["spec"], "bindPaths": [env["CONVERGED_SHARED_DIR"]]},
+        },
     )
     return env
 

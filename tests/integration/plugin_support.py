@@ -153,10 +153,10 @@ def partition_status_from_sinfo() -> list[dict[str, Any]]:
 
 
 def apply_plugin_cluster(env: dict[str, str]) -> str:
-    """SlurmCluster `converged-plugin` (restd; steps run in the step image through charliecloud, the
-    shared directory bound) with its status from sinfo."""
+    """SlurmCluster `converged-plugin` (restd; steps run in the step image's SIF through Apptainer, the
+    shared directory and the Slurm client bound) with its status from sinfo."""
     manifest = slurm_cluster(PLUGIN_CLUSTER, env, runtime=env["CONVERGED_SLURM_CONTAINER_RUNTIME"])
-    manifest["spec"]["bindPaths"] = [env["CONVERGED_SHARED_DIR"]]
+    manifest["spec"]["bindPaths"] = env["CONVERGED_SLURM_BIND_PATHS"].split(",")
     kubectl(
         env,
         "apply",

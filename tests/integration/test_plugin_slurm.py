@@ -2,7 +2,7 @@
 
 snakemake runs as the test runner (root: this venv lives under /root, out of the step users' reach),
 with umask 0 so the steps can write into the `.snakemake` directory it creates; the steps run as
-alice, the Slurm user of namespace team-a, in the step image through charliecloud, on the shared
+alice, the Slurm user of namespace team-a, in the step image (SIF) through Apptainer, on the shared
 filesystem. The controller runs embedded in the snakemake process. SlurmCluster `converged-plugin`
 carries the live partitions in its status (tests/integration/plugin_support.py), so the router places
 GPU steps on the gpu partition by itself.
@@ -79,7 +79,7 @@ def converged_args(env: dict[str, str], run_id: str, *extra: str) -> list[str]:
         "--converged-slurm-cluster=converged-plugin",
         "--converged-controller=embedded",
         "--converged-default-backend=slurm",  # the Kueue backend is tested elsewhere
-        f"--converged-image={env['CONVERGED_STEP_IMAGE_DIR']}",
+        f"--converged-image={env['CONVERGED_SLURM_IMAGE']}",
         f"--converged-run-id={run_id}",
         "--converged-poll-interval=1",
         "--jobs=10",

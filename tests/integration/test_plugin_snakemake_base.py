@@ -1,5 +1,5 @@
 """Issue 7 acceptance 1: snakemake's own executor-plugin test base with `--executor converged`, once
-routed to Slurm (the step image through charliecloud, as alice) and once to Kueue (batch Jobs on the
+routed to Slurm (the step image as a SIF through Apptainer, as alice) and once to Kueue (batch Jobs on the
 real kubelet node through LocalQueue `real`, the shared directory mounted), with the embedded controller.
 
 The base runs snakemake in this process on `tmp_path`; here tmp_path is a fresh directory on the shared
@@ -28,7 +28,7 @@ def tmp_path(slurm_identities: dict[str, str], monkeypatch: pytest.MonkeyPatch) 
     apply_plugin_cluster(slurm_identities)
     apply_plugin_queue(slurm_identities)
     monkeypatch.setenv("KUBECONFIG", slurm_identities["KUBECONFIG"])
-    for name in ("CONVERGED_STEP_IMAGE_DIR", "CONVERGED_STEP_IMAGE", "CONVERGED_SHARED_DIR"):
+    for name in ("CONVERGED_SLURM_IMAGE", "CONVERGED_STEP_IMAGE", "CONVERGED_SHARED_DIR"):
         monkeypatch.setenv(name, slurm_identities[name])
     path = Path(slurm_identities["CONVERGED_SHARED_DIR"]) / "plugin-base" / uuid.uuid4().hex[:8]
     path.mkdir(parents=True)
@@ -61,7 +61,7 @@ class TestWorkflowsOnSlurm(snakemake.common.tests.TestWorkflowsLocalStorageBase)
             default_backend="slurm",
             slurm_cluster="converged-plugin",
             controller="embedded",
-            image=os.environ["CONVERGED_STEP_IMAGE_DIR"],
+            image=os.environ["CONVERGED_SLURM_IMAGE"],
             poll_interval=1.0,
         )
 

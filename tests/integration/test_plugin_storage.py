@@ -2,7 +2,7 @@
 
 The workflow's inputs and outputs live in storage (snakemake-storage-plugin-fs, installed in this venv
 and in the step image, under a prefix on the shared filesystem); the workflow directory stays on the
-shared filesystem for sources and `.snakemake`. One step runs on Slurm (as alice, charliecloud), the
+shared filesystem for sources and `.snakemake`. One step runs on Slurm (as alice, Apptainer), the
 next as a Kubernetes Job through Kueue on the real node: each retrieves its input from storage and
 stores its output there, through the provider arguments the plugin passes on.
 """
@@ -65,7 +65,7 @@ def test_inputs_and_outputs_through_a_default_storage_provider(slurm_identities:
         "--converged-controller=embedded",
         f"--converged-shared-paths={env['CONVERGED_SHARED_DIR']}",
         f"--converged-image={env['CONVERGED_STEP_IMAGE']}",
-        f"--converged-slurm-image={env['CONVERGED_STEP_IMAGE_DIR']}",
+        f"--converged-slurm-image={env['CONVERGED_SLURM_IMAGE']}",
         f"--converged-run-id={run_id}",
         "--converged-poll-interval=1",
         "--jobs=4",

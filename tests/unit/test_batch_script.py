@@ -314,6 +314,7 @@ print(json.dumps({{"argv": [os.path.basename(sys.argv[0]), *sys.argv[1:]], "env"
             ContainerRuntime.APPTAINER,
             [
                 "apptainer",
+                "--quiet",
                 "exec",
                 "--no-eval",
                 "--cleanenv",
@@ -331,6 +332,7 @@ print(json.dumps({{"argv": [os.path.basename(sys.argv[0]), *sys.argv[1:]], "env"
             ContainerRuntime.SINGULARITY,
             [
                 "singularity",
+                "--quiet",
                 "exec",
                 "--no-eval",
                 "--cleanenv",
@@ -410,7 +412,7 @@ def test_an_mpi_step_runs_its_command_once_with_a_launcher_for_its_ranks(tmp_pat
     assert done.returncode == 0, done.stderr
     ran = json.loads(done.stdout)
     assert ran["argv"] == ["mpi_prog", *HOSTILE_ARGS]  # not under srun: once
-    mpirun = "srun --mpi=pmix --export=ALL --ntasks=4 --cpus-per-task=2"
+    mpirun = "srun --mpi=pmix --export=ALL --nodes=2 --ntasks=4 --cpus-per-task=2"
     assert ran["env"] == {"CONVERGED_MPIRUN": mpirun}
 
 
@@ -430,15 +432,17 @@ def test_in_apptainer_the_launcher_starts_each_rank_in_the_image_with_the_hosts_
     env = json.loads(done.stdout)["env"]
     assert env["APPTAINERENV_SLURM_NTASKS"] == "2"  # the allocation, handed through --cleanenv
     words = env["APPTAINERENV_CONVERGED_MPIRUN"].split()
-    assert words[:6] == [
+    assert words[:7] == [
         "srun",
         "--mpi=pmix",
         "--export=ALL",
+        "--nodes=2",
         "--ntasks=2",
         "--cpus-per-task=1",
         str(fake_bin / "apptainer"),
     ]
-    assert words[6:] == [
+    assert words[7:] == [
+        "--silent",
         "exec",
         "--no-eval",
         "--bind",

@@ -219,6 +219,8 @@ def _mpi_lines(launch: ContainerLaunch, options: BatchOptions) -> list[str]:
         "srun",
         f"--mpi={PMI}",
         "--export=ALL",
+        # every node of the allocation: srun alone packs the tasks onto as few nodes as hold them
+        f"--nodes={options.nodes}",
         f"--ntasks={options.ntasks}",
         # Slurm 22.05's srun does not inherit --cpus-per-task from the allocation; pass it explicitly
         f"--cpus-per-task={options.cpus_per_task}",

@@ -81,9 +81,12 @@ def _apptainer_launch(request: LaunchRequest, image: str, binds: Sequence[str]) 
         options += ["--bind", path]
     if request.working_dir is not None:
         options += ["--pwd", request.working_dir]
-    argv = [request.runtime.value, "exec", "--no-eval", "--cleanenv", *options]
-    # a rank keeps the environment srun gives it (PMIX_*, SLURM_*): no --cleanenv there
-    rank = (request.runtime.value, "exec", "--no-eval", *options, image)
+    # --quiet: no INFO lines (missing optional FUSE helpers) in the step's log and logTail
+    argv = [request.runtime.value, "--quiet", "exec", "--no-eval", "--cleanenv", *options]
+    # a rank keeps the environment srun gives it (PMIX_*, SLURM_*): no --cleanenv there. It also
+    # inherits APPTAINER_BIND from the step's container, so Apptainer warns that each --bind is there
+    # already: --silent keeps those n-fold duplicates out of the log.
+    rank = (request.runtime.value, "--silent", "exec", "--no-eval", *options, image)
     setup = tuple(f'export {prefix}{name}="${{{name}}}"' for name in request.env_names)
     return ContainerLaunch(
         setup_lines=setup, argv=(*argv, image, *request.command), rank_argv=rank, env_prefix=prefix

@@ -79,7 +79,9 @@ def build_submit_body_v0038(sub: Submission) -> dict[str, Any]:
         "standard_output": o.output,
         "standard_error": o.error,
         "current_working_directory": sub.working_dir,
-        "nodes": [o.nodes, o.nodes],
+        # "min-max": slurmrestd 22.05 accepts the documented [min, max] array and ignores it (the job
+        # gets one node); the string form is honoured (checked live: nodes=[2,2] ran on 1 node)
+        "nodes": f"{o.nodes}-{o.nodes}",
         "tasks": o.ntasks,
         "cpus_per_task": o.cpus_per_task,
         "environment": {"PATH": _JOB_PATH},

@@ -15,6 +15,6 @@
 set -euo pipefail
 cd -- /shared/project
 converged_runtime=$(command -v apptainer)
-export APPTAINERENV_CONVERGED_MPIRUN="srun --mpi=pmix --export=ALL --ntasks=4 --cpus-per-task=1 $converged_runtime "'exec --no-eval --bind /shared --pwd /shared/project docker://python:3.12-slim'
+export APPTAINERENV_CONVERGED_MPIRUN="srun --mpi=pmix --export=ALL --nodes=2 --ntasks=4 --cpus-per-task=1 $converged_runtime "'--silent exec --no-eval --bind /shared --pwd /shared/project docker://python:3.12-slim'
 for v in $(compgen -e); do case $v in SLURM_*) export "APPTAINERENV_$v=${!v}";; esac; done
-exec apptainer exec --no-eval --cleanenv --bind /shared --pwd /shared/project docker://python:3.12-slim python3 -c 'print('"'"'hello'"'"')'
+exec apptainer --quiet exec --no-eval --cleanenv --bind /shared --pwd /shared/project docker://python:3.12-slim python3 -c 'print('"'"'hello'"'"')'

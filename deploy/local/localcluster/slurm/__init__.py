@@ -60,8 +60,29 @@ def mint_token(user: str, lifespan_s: int = 3600) -> str:
     raise ClusterError(f"scontrol token printed no SLURM_JWT: {cp.stdout.strip()[:200]}")
 
 
+# What an MPI step's container needs to call the host's srun from inside (bindPaths of the
+# SlurmCluster): the Slurm client and its plugins, its configuration, munge's socket and library, the
+# users (srun refuses a SlurmUser it cannot look up), and the PMIx library mpi_pmix loads by path.
+SLURM_CLIENT_BINDS = (
+    "/usr/bin/srun",
+    "/usr/lib/x86_64-linux-gnu/slurm-wlm",
+    "/etc/slurm",
+    "/run/munge",
+    "/usr/lib/x86_64-linux-gnu/libmunge.so.2",
+    "/etc/passwd",
+    "/etc/group",
+    "/usr/lib/x86_64-linux-gnu/pmix2",
+)
+
+
+def bind_paths(layout: Layout) -> list[str]:
+    """The local SlurmCluster's bindPaths: the shared directory, then the Slurm client for MPI steps."""
+    return [str(layout.shared), *SLURM_CLIENT_BINDS]
+
+
 def env(layout: Layout) -> dict[str, str]:
     return {
+        "CONVERGED_SLURM_BIND_PATHS": ",".join(bind_paths(layout)),
         "SLURMRESTD_URL": f"http://127.0.0.1:{layout.ports.slurmrestd}",
         "SLURM_JWT": mint_token("root", TOKEN_LIFESPAN_S),
         "SLURM_CLUSTER": CLUSTER,
