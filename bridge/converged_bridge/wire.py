@@ -46,6 +46,10 @@ RULE_ANNOTATION: Final = "converged.dev/rule"  # the rule's exact name (the labe
 CONTROLLER_LABEL: Final = "converged.dev/controller"
 EMBEDDED: Final = "embedded"
 FINALIZER: Final = "converged.dev/backend-cleanup"  # the controller cancels the backend job first
+# on a Namespace, set by the site admin: the uid and gid its steps' pods run as on Kubernetes (the
+# identity its Slurm user has on the shared filesystem)
+RUN_AS_USER_ANNOTATION: Final = "converged.dev/run-as-user"
+RUN_AS_GROUP_ANNOTATION: Final = "converged.dev/run-as-group"
 
 # --- labels on the objects a Kubernetes-backed step makes ---
 STEP_UID_LABEL: Final = "converged.dev/step-uid"
@@ -78,6 +82,8 @@ MINICLUSTERS: Final = Kind("flux-framework.org", "v1alpha2", "miniclusters", "Mi
 
 # --- core and coordination kinds ---
 NODES: Final = Kind("", "v1", "nodes", "Node")
+NAMESPACES: Final = Kind("", "v1", "namespaces", "Namespace")
+CONFIGMAPS: Final = Kind("", "v1", "configmaps", "ConfigMap")
 PODS: Final = Kind("", "v1", "pods", "Pod")
 SECRETS: Final = Kind("", "v1", "secrets", "Secret")
 EVENTS: Final = Kind("", "v1", "events", "Event")

@@ -17,6 +17,10 @@ ROOT = Path(__file__).resolve().parents[2]
 SYSTEM_NS = "converged-system"
 # namespace -> Slurm user; team-c deliberately has no mapping
 TEAMS = {"team-a": "alice", "team-b": "bob"}
+# The steps tests create carry this label and the tests' own controllers select it; the site's deployed
+# controller (the local cluster runs one, as a site does) leaves labelled steps alone.
+TEST_LABELS = {"converged.dev/controller": "tests"}
+TEST_SELECTOR = "converged.dev/controller=tests"
 UNMAPPED_NS = "team-c"
 
 
@@ -178,6 +182,7 @@ class ControllerProcess:
                 "--poll-interval=1",
                 "--cluster-refresh=5",
                 "--log-level=debug",
+                f"--label-selector={TEST_SELECTOR}",
                 *self._extra,
             ],
             stdout=out,

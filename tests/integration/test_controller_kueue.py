@@ -11,7 +11,7 @@ import pytest
 
 from converged_bridge.api.workflowstep import WorkflowStep
 from converged_bridge.backends.kueue.operators import KueueSite, build_operator_object
-from tests.integration.conftest import ControllerProcess, apply, eventually, kubectl
+from tests.integration.conftest import TEST_LABELS, ControllerProcess, apply, eventually, kubectl
 from tests.integration.test_controller_slurm import TERMINAL, create, get, wait_phase
 
 pytestmark = pytest.mark.integration
@@ -23,7 +23,7 @@ def kueue_step(name: str, *, cpus: int = 1, operator: str = "job", **resources: 
     return {
         "apiVersion": "converged.dev/v1alpha1",
         "kind": "WorkflowStep",
-        "metadata": {"name": name, "namespace": NS},
+        "metadata": {"name": name, "namespace": NS, "labels": dict(TEST_LABELS)},
         "spec": {
             "workflow": {"runId": "it-kueue", "rule": "kueue demo", "jobId": 1},
             "backend": "kueue",

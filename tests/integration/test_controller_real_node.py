@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import ControllerProcess, eventually, kubectl
+from tests.integration.conftest import TEST_LABELS, ControllerProcess, eventually, kubectl
 from tests.integration.test_controller_slurm import TERMINAL, create, get, wait_phase
 
 pytestmark = pytest.mark.integration
@@ -23,7 +23,7 @@ def real_step(name: str, command: list[str]) -> dict[str, Any]:
     return {
         "apiVersion": "converged.dev/v1alpha1",
         "kind": "WorkflowStep",
-        "metadata": {"name": name, "namespace": NS},
+        "metadata": {"name": name, "namespace": NS, "labels": dict(TEST_LABELS)},
         "spec": {
             "workflow": {"runId": "it-real", "rule": "real node", "jobId": 1},
             "backend": "kueue",

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from converged_bridge.slurm.jobs import JobState, parse_sacct_parsable
-from tests.integration.conftest import UNMAPPED_NS, ControllerProcess, eventually, kubectl
+from tests.integration.conftest import TEST_LABELS, UNMAPPED_NS, ControllerProcess, eventually, kubectl
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +47,7 @@ def step_manifest(
     return {
         "apiVersion": "converged.dev/v1alpha1",
         "kind": "WorkflowStep",
-        "metadata": {"name": name, "namespace": namespace},
+        "metadata": {"name": name, "namespace": namespace, "labels": dict(TEST_LABELS)},
         "spec": body,
     }
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.conftest import ROOT, SYSTEM_NS, apply, eventually, kubectl, slurm_cluster
+from tests.integration.conftest import ROOT, SYSTEM_NS, TEST_LABELS, apply, eventually, kubectl, slurm_cluster
 from tests.integration.test_daemon import DaemonProcess, get_json
 
 pytestmark = pytest.mark.integration
@@ -247,7 +247,11 @@ def test_hosted_controller_drives_steps_on_both_backends_with_only_its_service_a
         {
             "apiVersion": "converged.dev/v1alpha1",
             "kind": "WorkflowStep",
-            "metadata": {"name": f"{name}-{value[-6:]}", "namespace": "team-a", "labels": {key: value}},
+            "metadata": {
+                "name": f"{name}-{value[-6:]}",
+                "namespace": "team-a",
+                "labels": {key: value, **TEST_LABELS},
+            },
             "spec": spec,
         }
         for name, spec in steps.items()

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import ControllerProcess, eventually, kubectl
+from tests.integration.conftest import TEST_LABELS, ControllerProcess, eventually, kubectl
 from tests.integration.test_controller_real_node import IMAGE, NS
 from tests.integration.test_controller_slurm import TERMINAL, create, get, wait_phase
 
@@ -21,7 +21,7 @@ def operator_step(name: str, operator: str, command: list[str], **resources: Any
     return {
         "apiVersion": "converged.dev/v1alpha1",
         "kind": "WorkflowStep",
-        "metadata": {"name": name, "namespace": NS},
+        "metadata": {"name": name, "namespace": NS, "labels": dict(TEST_LABELS)},
         "spec": {
             "workflow": {"runId": "it-operators", "rule": f"{operator} step", "jobId": 1},
             "backend": "kueue",

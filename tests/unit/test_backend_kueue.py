@@ -251,3 +251,36 @@ def test_kueues_reworded_quota_message_waits_for_the_refresh_interval() -> None:
     (write,) = plan(step, at(31))
     assert isinstance(write, WriteStatus)
     assert write.status.reason is not None and "1 more needed" in write.status.reason
+
+
+def test_pods_run_as_their_namespaces_identity_but_mpi_ssh_stays_root() -> None:
+    from dataclasses import replace
+
+    from converged_bridge.backends.kueue.unit import map_run_as
+
+    namespaces: list[dict[str, Any]] = [
+        {
+            "metadata": {
+                "name": "alice",
+                "annotations": {"converged.dev/run-as-user": "1001", "converged.dev/run-as-group": "1001"},
+            }
+        },
+        {
+            "metadata": {"name": "half", "annotations": {"converged.dev/run-as-user": "1002"}}
+        },  # no group: none
+        {
+            "metadata": {
+                "name": "bad",
+                "annotations": {"converged.dev/run-as-user": "-1", "converged.dev/run-as-group": "0"},
+            }
+        },
+        {"metadata": {"name": "plain"}},
+    ]
+    assert map_run_as(namespaces) == {"alice": (1001, 1001)}
+    site = replace(SITE, run_as=(1001, 1001))
+    pod = build_operator_object(make_step(), site).body["spec"]["template"]["spec"]
+    assert pod["securityContext"] == {"runAsUser": 1001, "runAsGroup": 1001, "runAsNonRoot": True}
+    assert "securityContext" not in build_operator_object(make_step(), SITE).body["spec"]["template"]["spec"]
+    mpi = build_mpijob(make_step(operator="mpijob", resources={"nodes": 2, "tasks": 2}), site).body
+    for role in ("Launcher", "Worker"):
+        assert "securityContext" not in mpi["spec"]["mpiReplicaSpecs"][role]["template"]["spec"]

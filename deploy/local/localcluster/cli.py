@@ -26,7 +26,9 @@ from . import (
     operators,
     packages,
     procs,
+    site,
     slurm,
+    userenv,
 )
 from .layout import HERE, Layout
 from .procs import ClusterError
@@ -64,6 +66,9 @@ def up(layout: Layout) -> None:
         coredns.up(layout)
         kwok.up(layout)
         slurm_done.result()
+    # the site, as an admin sets it up: Slurm and Kubernetes both serve by now
+    userenv.up(layout)
+    site.up(layout)
     print(f"local converged cluster up in {time.monotonic() - start:.1f}s", file=sys.stderr)
 
 
@@ -92,7 +97,7 @@ def reset(layout: Layout) -> None:
 
 def health(layout: Layout) -> list[tuple[str, bool, str]]:
     rows: list[tuple[str, bool, str]] = []
-    for component in (*KUBE_SIDE, slurm, apptainer):
+    for component in (*KUBE_SIDE, slurm, apptainer, userenv, site):
         rows += component.health(layout)
     return rows
 
@@ -103,6 +108,7 @@ def env(layout: Layout) -> dict[str, str]:
     out["CONVERGED_SHARED_DIR"] = str(layout.shared)
     out.update(images.env(layout))
     out.update(apptainer.env(layout))
+    out.update(site.env(layout))
     out.update(containerd.env(layout))
     return out
 

@@ -120,7 +120,7 @@ def _log(layout: Layout, name: str) -> Path:
     return procs.log_path(layout, f"image-{name}")
 
 
-def _run_logged(layout: Layout, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+def run_logged(layout: Layout, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
     log = _log(layout, name)
     with open(log, "ab") as f:
         f.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(argv)}\n".encode())
@@ -130,7 +130,7 @@ def _run_logged(layout: Layout, name: str, argv: list[str], env: dict[str, str] 
         raise ClusterError(f"building image {name}: {argv[0]} failed ({cp.returncode}); see {log}")
 
 
-def _host_ca_bundle() -> Path | None:
+def host_ca_bundle() -> Path | None:
     for candidate in (
         os.environ.get("PIP_CERT"),
         os.environ.get("SSL_CERT_FILE"),
@@ -152,7 +152,7 @@ def _build_step_rootfs(layout: Layout, rootfs: Path, recipe: dict[str, bytes]) -
     }
     mirror = os.environ.get(MIRROR_ENV, DEFAULT_MIRROR)
     try:
-        _run_logged(
+        run_logged(
             layout,
             "step",
             [
@@ -176,19 +176,19 @@ def _build_step_rootfs(layout: Layout, rootfs: Path, recipe: dict[str, bytes]) -
     (rootfs / "tmp" / "requirements.txt").write_bytes(recipe["requirements.txt"])
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C.UTF-8"}
     env.update({k: os.environ[k] for k in PIP_PASSTHROUGH if k in os.environ})
-    ca = _host_ca_bundle()
+    ca = host_ca_bundle()
     if ca is not None:
         shutil.copyfile(ca, rootfs / "tmp" / "host-ca.pem")
         env["PIP_CERT"] = "/tmp/host-ca.pem"
     pip = ["chroot", str(rootfs), "python3", "-m", "pip", "--disable-pip-version-check", "--no-cache-dir"]
     install = ["install", "--root-user-action=ignore", "--break-system-packages", "--no-warn-script-location"]
-    _run_logged(layout, "step", [*pip, *install, "-r", "/tmp/requirements.txt"], env=env)
+    run_logged(layout, "step", [*pip, *install, "-r", "/tmp/requirements.txt"], env=env)
     frozen = procs.run([*pip, "freeze"], env=env).stdout
     (rootfs.parent / "pip-freeze.txt").write_text(frozen)
-    _scrub(rootfs)
+    scrub(rootfs)
 
 
-def _scrub(rootfs: Path) -> None:
+def scrub(rootfs: Path) -> None:
     """Leave no host state and no package caches in the image."""
     (rootfs / "etc" / "resolv.conf").write_text("")  # every runtime mounts its own
     (rootfs / "etc" / "hostname").write_text("step\n")
@@ -250,11 +250,11 @@ def ensure_built(layout: Layout, name: str) -> Image:
     (tmp / "manifest-digest").write_text(digest + "\n")
     (tmp / "built").write_text(f"{time.monotonic() - start:.1f}s\n")
     tmp.rename(img.dir)
-    _prune(img)
+    prune(img)
     return img
 
 
-def _prune(current: Image) -> None:
+def prune(current: Image) -> None:
     """Remove cached builds of older recipes of the same image."""
     for old in current.dir.parent.glob(f"{current.name}-*"):
         if old != current.dir and old.is_dir():

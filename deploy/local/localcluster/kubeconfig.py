@@ -8,8 +8,11 @@ from pathlib import Path
 from .layout import Layout
 
 
-def build_kubeconfig(server: str, ca: Path, cert: Path, key: Path, user: str) -> str:
-    """A kubeconfig (JSON is valid YAML) with one cluster, user and context named `converged-local`."""
+def build_kubeconfig(
+    server: str, ca: Path, cert: Path, key: Path, user: str, namespace: str | None = None
+) -> str:
+    """A kubeconfig (JSON is valid YAML) with one cluster, user and context named `converged-local`
+    (in `namespace` when given: the one a user's tools default to)."""
     doc = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -17,7 +20,13 @@ def build_kubeconfig(server: str, ca: Path, cert: Path, key: Path, user: str) ->
             {"name": "converged-local", "cluster": {"server": server, "certificate-authority": str(ca)}}
         ],
         "users": [{"name": user, "user": {"client-certificate": str(cert), "client-key": str(key)}}],
-        "contexts": [{"name": "converged-local", "context": {"cluster": "converged-local", "user": user}}],
+        "contexts": [
+            {
+                "name": "converged-local",
+                "context": {"cluster": "converged-local", "user": user}
+                | ({"namespace": namespace} if namespace else {}),
+            }
+        ],
         "current-context": "converged-local",
     }
     return json.dumps(doc, indent=2) + "\n"

@@ -53,6 +53,7 @@ class ImageSpec:
     entrypoint: Sequence[str] = ()
     working_dir: str = "/"
     labels: Mapping[str, str] | None = None
+    user: str | None = None
     created: str = "1970-01-01T00:00:00Z"  # fixed, so the config digest depends on content only
 
 
@@ -117,6 +118,8 @@ def build_config(spec: ImageSpec, diff_id: str) -> dict[str, object]:
         config["Entrypoint"] = list(spec.entrypoint)
     if spec.labels:
         config["Labels"] = dict(spec.labels)
+    if spec.user:
+        config["User"] = spec.user
     return {
         "architecture": "amd64",
         "os": "linux",

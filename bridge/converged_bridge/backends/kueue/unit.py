@@ -4,7 +4,8 @@ steps' pods; the pure plan; creating and deleting the steps' operator objects.""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from converged_bridge.api.workflowstep import Backend, WorkflowStep
@@ -18,7 +19,16 @@ from converged_bridge.kube.pods import list_pods
 from converged_bridge.reconcile.intents import DONE, BackendIntent, Executed, Intent
 from converged_bridge.reconcile.status import StatusTiming, plan_failure
 from converged_bridge.timing import WallClock, utc_now
-from converged_bridge.wire import KUEUE_GROUP, MANAGED_LABEL, MANAGED_VALUE, STEP_UID_LABEL, Kind
+from converged_bridge.wire import (
+    KUEUE_GROUP,
+    MANAGED_LABEL,
+    MANAGED_VALUE,
+    NAMESPACES,
+    RUN_AS_GROUP_ANNOTATION,
+    RUN_AS_USER_ANNOTATION,
+    STEP_UID_LABEL,
+    Kind,
+)
 
 log = logging.getLogger("converged.controller.kueue")
 
@@ -46,6 +56,7 @@ class KueueBackend:
         self._objects_by_kind: dict[str, dict[str, dict[str, Any]]] = {}  # kind -> step uid -> object
         self._workloads: dict[str, dict[str, Any]] = {}  # owner uid -> Workload
         self._pods: dict[str, list[dict[str, Any]]] = {}  # step uid -> pods
+        self._run_as: dict[str, tuple[int, int]] = {}  # namespace -> (uid, gid) its pods run as
 
     # --- observe ---
     def observe(self, steps: Sequence[WorkflowStep]) -> None:
@@ -78,7 +89,8 @@ class KueueBackend:
         pods: dict[str, list[dict[str, Any]]] = {}
         for pod in list_pods(self._objects, STEP_UID_LABEL):
             pods.setdefault(pod["metadata"]["labels"][STEP_UID_LABEL], []).append(pod)
-        self._objects_by_kind, self._workloads, self._pods = by_kind, workloads, pods
+        run_as = map_run_as(self._objects.list_objects(NAMESPACES))
+        self._objects_by_kind, self._workloads, self._pods, self._run_as = by_kind, workloads, pods, run_as
         self._observed = True
 
     # --- decide ---
@@ -88,8 +100,9 @@ class KueueBackend:
         obj = self._objects_by_kind.get(operator.kind.kind, {}).get(uid)
         owner = self._objects_by_kind.get(operator.workload_owner.kind, {}).get(uid)
         owner_uid = (owner or {}).get("metadata", {}).get("uid")
+        run_as = self._run_as.get(step.metadata.namespace or "")
         return KueueView(
-            site=self._site,
+            site=replace(self._site, run_as=run_as) if run_as else self._site,
             obj=obj,
             workload=self._workloads.get(owner_uid) if owner_uid else None,
             pods=self._pods.get(uid, []),
@@ -140,3 +153,16 @@ class KueueBackend:
 
     def close(self) -> None:
         return None
+
+
+def map_run_as(namespaces: Iterable[Mapping[str, Any]]) -> dict[str, tuple[int, int]]:
+    """namespace -> (uid, gid) from the admin's run-as annotations; a namespace without a valid pair has
+    none (its pods run as their image says). Pure."""
+    out: dict[str, tuple[int, int]] = {}
+    for ns in namespaces:
+        meta = ns.get("metadata") or {}
+        notes = meta.get("annotations") or {}
+        uid, gid = notes.get(RUN_AS_USER_ANNOTATION), notes.get(RUN_AS_GROUP_ANNOTATION)
+        if isinstance(uid, str) and uid.isdigit() and isinstance(gid, str) and gid.isdigit():
+            out[str(meta.get("name"))] = (int(uid), int(gid))
+    return out

@@ -39,6 +39,9 @@ class KueueSite:
     shared_paths: tuple[str, ...] = ()  # hostPath mounts at the same path in every pod (a shared filesystem)
     image_pull_policy: str = "IfNotPresent"
     extra_labels: dict[str, str] = field(default_factory=dict)
+    # (uid, gid) the step's pods run as: its namespace's identity on the shared filesystem, from the
+    # namespace's converged.dev/run-as-user and -group annotations (set per step by the Kueue unit)
+    run_as: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -147,8 +150,14 @@ def build_container(step: WorkflowStep, site: KueueSite, name: str = "step") -> 
     return container
 
 
-def build_pod_spec(step: WorkflowStep, site: KueueSite, containers: list[dict[str, Any]]) -> dict[str, Any]:
+def build_pod_spec(
+    step: WorkflowStep, site: KueueSite, containers: list[dict[str, Any]], *, as_root: bool = False
+) -> dict[str, Any]:
+    """The pod of one node of the step; it runs as `site.run_as` unless `as_root` (sshd of MPI workers)."""
     pod: dict[str, Any] = {"restartPolicy": "Never", "containers": containers}
+    if site.run_as is not None and not as_root:
+        uid, gid = site.run_as
+        pod["securityContext"] = {"runAsUser": uid, "runAsGroup": gid, "runAsNonRoot": uid != 0}
     if step.spec.resources.gpu_model:
         pod["nodeSelector"] = {GPU_MODEL_LABEL: step.spec.resources.gpu_model}
     if site.shared_paths:

@@ -4,6 +4,8 @@ The launcher runs the step's command once, as a Slurm batch script does on the f
 allocation; the command launches the ranks itself. `CONVERGED_MPIRUN` tells it how, on every backend:
 here `mpirun -np <tasks>` (OpenMPI reads the operator's hostfile and reaches the workers over SSH, by
 the names cluster DNS gives them). Workers run sshd; the operator mounts the SSH keys at /root/.ssh.
+Launcher and workers run as root whatever the namespace's identity: OpenSSH needs a passwd entry for the
+user it logs in as, which an image does not have for a site's uid.
 """
 
 from __future__ import annotations
@@ -71,12 +73,18 @@ def build_mpijob(step: WorkflowStep, site: KueueSite) -> BuiltObject:
                 "Launcher": {
                     "replicas": 1,
                     "restartPolicy": "Never",
-                    "template": {"metadata": pod_metadata, "spec": build_pod_spec(step, site, [launcher])},
+                    "template": {
+                        "metadata": pod_metadata,
+                        "spec": build_pod_spec(step, site, [launcher], as_root=True),
+                    },
                 },
                 "Worker": {
                     "replicas": r.nodes,
                     "restartPolicy": "Never",
-                    "template": {"metadata": pod_metadata, "spec": build_pod_spec(step, site, [worker])},
+                    "template": {
+                        "metadata": pod_metadata,
+                        "spec": build_pod_spec(step, site, [worker], as_root=True),
+                    },
                 },
             },
         },
