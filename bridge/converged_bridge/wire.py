@@ -50,6 +50,7 @@ FINALIZER: Final = "converged.dev/backend-cleanup"  # the controller cancels the
 # identity its Slurm user has on the shared filesystem)
 RUN_AS_USER_ANNOTATION: Final = "converged.dev/run-as-user"
 RUN_AS_GROUP_ANNOTATION: Final = "converged.dev/run-as-group"
+RUN_AS_NAME_ANNOTATION: Final = "converged.dev/run-as-name"  # USER and LOGNAME in its pods
 
 # --- labels on the objects a Kubernetes-backed step makes ---
 STEP_UID_LABEL: Final = "converged.dev/step-uid"

@@ -27,11 +27,14 @@ from converged_bridge.errors import BackendError
 from converged_bridge.routing import Preference, SiteWeights, route_batch
 from converged_bridge.wire import CONTROLLER_LABEL, EMBEDDED
 from snakemake_executor_plugin_converged.jobinfo import dag_levels, identify_job, job_resources, job_threads
+from snakemake_executor_plugin_converged.localfacts import read_path_facts, read_user_facts
 from snakemake_executor_plugin_converged.manifest import JobFacts, build_step_manifest
 from snakemake_executor_plugin_converged.naming import build_run_id
 from snakemake_executor_plugin_converged.placements import Placements
 from snakemake_executor_plugin_converged.plan import PlanEntry, render_plan
+from snakemake_executor_plugin_converged.preflight import RunFacts, check_run
 from snakemake_executor_plugin_converged.resources import ResourceParser, StepResources
+from snakemake_executor_plugin_converged.site import merge_site_defaults
 from snakemake_executor_plugin_converged.status import State, map_step_outcome
 
 
@@ -224,15 +227,6 @@ class Executor(RemoteExecutor):
             storage.shared_fs_usage = frozenset(storage.shared_fs_usage - {SharedFSUsage.SOURCE_CACHE})
         self._python: str | None = None
         self._cancelling = False
-        self.parse_resources = ResourceParser(
-            default_backend=Preference(settings.default_backend),
-            default_image=settings.image,
-            default_slurm_image=settings.slurm_image,
-            default_local_queue=settings.local_queue,
-        )
-        # a placed step counts against the capacity snapshot until its controller submitted it and the
-        # daemon mirrored it: a poll of ours and one mirror cycle (10 s by default) with margin
-        self.placements = Placements(self.weights, settle_seconds=settings.poll_interval + 15.0)
         from converged_bridge.kube.core import current_namespace
         from snakemake_executor_plugin_converged.session import RunSession
 
@@ -245,19 +239,59 @@ class Executor(RemoteExecutor):
                 run_id=self.run_id,
                 capacity_refresh=settings.capacity_refresh,
             )
+            # the site's defaults for this namespace fill what the user left unset (no flags needed)
+            self.site = self.session.read_site_defaults()
+            settings = merge_site_defaults(settings, self.site, unset=vars(ExecutorSettings()))
+            self.settings = settings
+            self.parse_resources = ResourceParser(
+                default_backend=Preference(settings.default_backend),
+                default_image=settings.image,
+                default_slurm_image=settings.slurm_image,
+                default_local_queue=settings.local_queue,
+            )
+            # a placed step counts against the capacity snapshot until its controller submitted it and
+            # the daemon mirrored it: a poll of ours and one mirror cycle (10 s by default) with margin
+            self.placements = Placements(self.weights, settle_seconds=settings.poll_interval + 15.0)
             # parses every job's resources and routes it: a bad value fails before any submission
             entries, local_jobs = self._plan_entries()
+            problems = [] if settings.plan else self._preflight(entries)
         except BackendError as e:
             raise WorkflowError(f"converged: cannot read the cluster: {e}") from e
         if settings.plan:
             text = render_plan(entries, run_id=self.run_id, namespace=self.namespace, local_jobs=local_jobs)
             print(text, end="", flush=True)
             raise SystemExit(0)
+        if problems:
+            raise WorkflowError(
+                "converged: the run cannot start (nothing was submitted):\n  - " + "\n  - ".join(problems)
+            )
+        # the Slurm jobs' log directory, made as the user running snakemake (a deployed controller
+        # runs as another identity and may not write here)
+        os.makedirs(os.path.join(self.working_dir, ".converged", "logs"), exist_ok=True)
         self.embedded = settings.controller == "embedded"
         if self.embedded:
             self.session.start_controller(settings.poll_interval, settings.shared_paths or "")
         self.next_seconds_between_status_checks = settings.poll_interval
         self.logger.info(f"converged: run {self.run_id} in namespace {self.namespace}")
+
+    def _preflight(self, entries: list[PlanEntry]) -> list[str]:
+        """Every problem that would only show once steps ran: permissions, unroutable steps, a workflow
+        directory off the shared filesystem or not writable for the namespace's Slurm user."""
+        slurm_user = self.session.slurm_user()
+        facts = RunFacts(
+            namespace=self.namespace,
+            working_dir=self.working_dir,
+            entries=entries,
+            missing_permissions=self.session.missing_permissions(),
+            slurm_user=slurm_user,
+            slurm_user_facts=read_user_facts(slurm_user) if slurm_user else None,
+            shared_dirs=self.site.shared_dirs,
+            dirs=[
+                read_path_facts(self.working_dir),
+                read_path_facts(os.path.join(self.working_dir, ".snakemake")),
+            ],
+        )
+        return check_run(facts)
 
     # --- per job ---
     def _resources(self, job: Any, rule: str) -> StepResources:

@@ -17,6 +17,7 @@ from converged_bridge.routing import CapacityView, KueueQueueView
 from converged_bridge.routing.capacity import map_kueue_queue, map_operators, map_slurm_clusters
 from converged_bridge.timing import due
 from converged_bridge.wire import CONTROLLER_LABEL, EMBEDDED, JOBSETS, MINICLUSTERS, MPIJOBS, RUN_LABEL
+from snakemake_executor_plugin_converged.site import CONFIGMAP, SiteDefaults, parse_site_defaults
 
 OPERATOR_KINDS = (JOBSETS, MPIJOBS, MINICLUSTERS)  # Job is built into Kubernetes
 
@@ -160,6 +161,48 @@ class RunSession:
         except PermanentBackendError as e:
             log.info("cannot discover the operators, assuming only Job is available: %s", e)
             return map_operators([])
+
+    # --- the site and the preflight ---
+    def read_site_defaults(self) -> SiteDefaults:
+        """The namespace's `converged-site` ConfigMap; none when absent or not readable."""
+        from converged_bridge.kube.core import NotFound
+        from converged_bridge.wire import CONFIGMAPS
+
+        try:
+            return parse_site_defaults(self._connected().get(CONFIGMAPS, CONFIGMAP, namespace=self.namespace))
+        except (NotFound, PermanentBackendError) as e:
+            log.debug("no site defaults for namespace %s: %s", self.namespace, e)
+            return SiteDefaults()
+
+    def missing_permissions(self) -> list[str]:
+        """What of the run's own calls this identity may not make (deployed controller: no status writes)."""
+        from converged_bridge.kube.access_review import Permission, missing_permissions
+        from converged_bridge.kube.kueue_api import KueueApi
+        from converged_bridge.wire import SLURM_CLUSTERS, WORKFLOW_STEPS
+
+        objects = self._connected()
+        wanted = [
+            Permission(verb, WORKFLOW_STEPS, self.namespace)
+            for verb in ("create", "list", "deletecollection")
+        ]
+        wanted.append(Permission("list", SLURM_CLUSTERS))
+        try:
+            kueue = KueueApi(objects)
+            wanted += [
+                Permission("list", kueue.local_queues(), self.namespace),
+                Permission("list", kueue.cluster_queues()),
+            ]
+        except PermanentBackendError:
+            pass  # no Kueue here: the router offers only Slurm
+        return [str(p) for p in missing_permissions(objects, wanted)]
+
+    def slurm_user(self) -> str | None:
+        """The Slurm user this namespace's steps run as (the first SlurmCluster that maps it)."""
+        for obj in self.steps.list_slurm_clusters():
+            for m in (obj.get("spec") or {}).get("userMapping") or []:
+                if m.get("namespace") == self.namespace and m.get("user"):
+                    return str(m["user"])
+        return None
 
     # --- the run's steps ---
     def submit(self, manifest: dict[str, Any]) -> str:

@@ -256,13 +256,18 @@ def test_kueues_reworded_quota_message_waits_for_the_refresh_interval() -> None:
 def test_pods_run_as_their_namespaces_identity_but_mpi_ssh_stays_root() -> None:
     from dataclasses import replace
 
+    from converged_bridge.backends.kueue.operators.common import RunAs
     from converged_bridge.backends.kueue.unit import map_run_as
 
     namespaces: list[dict[str, Any]] = [
         {
             "metadata": {
                 "name": "alice",
-                "annotations": {"converged.dev/run-as-user": "1001", "converged.dev/run-as-group": "1001"},
+                "annotations": {
+                    "converged.dev/run-as-user": "1001",
+                    "converged.dev/run-as-group": "1001",
+                    "converged.dev/run-as-name": "alice",
+                },
             }
         },
         {
@@ -276,10 +281,13 @@ def test_pods_run_as_their_namespaces_identity_but_mpi_ssh_stays_root() -> None:
         },
         {"metadata": {"name": "plain"}},
     ]
-    assert map_run_as(namespaces) == {"alice": (1001, 1001)}
-    site = replace(SITE, run_as=(1001, 1001))
+    alice = RunAs(1001, 1001, "alice")
+    assert map_run_as(namespaces) == {"alice": alice}
+    site = replace(SITE, run_as=alice)
     pod = build_operator_object(make_step(), site).body["spec"]["template"]["spec"]
     assert pod["securityContext"] == {"runAsUser": 1001, "runAsGroup": 1001, "runAsNonRoot": True}
+    env = pod["containers"][0]["env"]  # the image has no passwd entry for 1001: getpass reads these
+    assert {"name": "USER", "value": "alice"} in env and {"name": "LOGNAME", "value": "alice"} in env
     assert "securityContext" not in build_operator_object(make_step(), SITE).body["spec"]["template"]["spec"]
     mpi = build_mpijob(make_step(operator="mpijob", resources={"nodes": 2, "tasks": 2}), site).body
     for role in ("Launcher", "Worker"):

@@ -12,9 +12,9 @@ Safety rules, because every string here may come from a hostile workflow:
 MPI steps (more than one task or node): the step's command runs once, on the first node, as a rule's
 command does in any Slurm job, and launches its ranks itself with `$CONVERGED_MPIRUN` (the same variable
 an MPIJob's launcher gets): `srun --mpi=pmix --export=ALL --ntasks=<tasks> <runtime> exec ... <image>`,
-each rank in the step's image on its node (the hybrid model). The step's container gets the job's
-SLURM_* variables, and srun comes from the SlurmCluster's bindPaths (the host's Slurm client, munge
-socket and passwd bound into the container: docs/admin.md).
+each rank in the step's image on its node (the hybrid model). Every step's container gets the job's
+SLURM_* variables (container.py), and srun comes from the SlurmCluster's bindPaths (the host's Slurm
+client, munge socket and passwd bound into the container: docs/admin.md).
 
 Secrets never appear in the script. A step's `valueFrom.secretKeyRef` variables are read from
 `secret_env_file`, a file the caller writes beside the script with mode 0600 from
@@ -237,10 +237,7 @@ def _mpi_lines(launch: ContainerLaunch, options: BatchOptions) -> list[str]:
         f"converged_runtime=$(command -v {shlex.quote(runtime)})",
         f'export {name}="{" ".join(srun)} $converged_runtime "{shlex.quote(" ".join(rest))}',
     ]
-    if launch.env_prefix:  # --cleanenv: hand the allocation's SLURM_* to the container by name
-        forward = f'export "{launch.env_prefix}$v=${{!v}}"'
-        lines.append(f"for v in $(compgen -e); do case $v in SLURM_*) {forward};; esac; done")
-    return lines
+    return lines  # the allocation's SLURM_* reach a --cleanenv container with every other step's
 
 
 def _secret_lines(names: list[str], secret_env_file: str | None) -> list[str]:

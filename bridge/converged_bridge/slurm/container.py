@@ -4,7 +4,8 @@ Pure: returns unquoted argv and shell lines; the batch script quotes the argv. T
 container by name only, never by value on a command line (values would show in `ps`):
 - apptainer / singularity run with --cleanenv and receive each variable as APPTAINERENV_<NAME> /
   SINGULARITYENV_<NAME>, the documented way through --cleanenv, and with --no-eval: without it Apptainer
-  evaluates those values in a shell inside the container (`$(x)` would run, `$HOME` expand);
+  evaluates those values in a shell inside the container (`$(x)` would run, `$HOME` expand); the
+  job's SLURM_* variables are handed in the same way (a Slurm step expects them);
 - podman gets `--env NAME` (no value: podman copies it from its own environment);
 - charliecloud's ch-run and the bare runtime inherit the job's environment, already clean because the job
   is submitted with --export=NONE.
@@ -87,7 +88,11 @@ def _apptainer_launch(request: LaunchRequest, image: str, binds: Sequence[str]) 
     # inherits APPTAINER_BIND from the step's container, so Apptainer warns that each --bind is there
     # already: --silent keeps those n-fold duplicates out of the log.
     rank = (request.runtime.value, "--silent", "exec", "--no-eval", *options, image)
-    setup = tuple(f'export {prefix}{name}="${{{name}}}"' for name in request.env_names)
+    setup = (
+        *(f'export {prefix}{name}="${{{name}}}"' for name in request.env_names),
+        # the job's own SLURM_* / SLURMD_* (job id, partition, node, allocation), as any Slurm job has them
+        f'for v in $(compgen -e); do case $v in SLURM*) export "{prefix}$v=${{!v}}";; esac; done',
+    )
     return ContainerLaunch(
         setup_lines=setup, argv=(*argv, image, *request.command), rank_argv=rank, env_prefix=prefix
     )

@@ -76,6 +76,7 @@ def build_user_objects(layout: Layout, user: str, uid: int, gid: int) -> list[di
                 "annotations": {
                     "converged.dev/run-as-user": str(uid),
                     "converged.dev/run-as-group": str(gid),
+                    "converged.dev/run-as-name": user,  # USER and LOGNAME in its pods
                 },
             },
         },

@@ -11,6 +11,7 @@ from typing import Any
 from converged_bridge.api.workflowstep import Backend, WorkflowStep
 from converged_bridge.backends.kueue.intents import CreateObject, DeleteObject
 from converged_bridge.backends.kueue.operators import OPERATORS, KueueSite
+from converged_bridge.backends.kueue.operators.common import RunAs
 from converged_bridge.backends.kueue.plan import KueueView, plan_kueue_cleanup, plan_kueue_step
 from converged_bridge.errors import BackendError, PermanentBackendError
 from converged_bridge.kube.core import AlreadyExists
@@ -25,6 +26,7 @@ from converged_bridge.wire import (
     MANAGED_VALUE,
     NAMESPACES,
     RUN_AS_GROUP_ANNOTATION,
+    RUN_AS_NAME_ANNOTATION,
     RUN_AS_USER_ANNOTATION,
     STEP_UID_LABEL,
     Kind,
@@ -56,7 +58,7 @@ class KueueBackend:
         self._objects_by_kind: dict[str, dict[str, dict[str, Any]]] = {}  # kind -> step uid -> object
         self._workloads: dict[str, dict[str, Any]] = {}  # owner uid -> Workload
         self._pods: dict[str, list[dict[str, Any]]] = {}  # step uid -> pods
-        self._run_as: dict[str, tuple[int, int]] = {}  # namespace -> (uid, gid) its pods run as
+        self._run_as: dict[str, RunAs] = {}  # namespace -> who its pods run as
 
     # --- observe ---
     def observe(self, steps: Sequence[WorkflowStep]) -> None:
@@ -155,14 +157,17 @@ class KueueBackend:
         return None
 
 
-def map_run_as(namespaces: Iterable[Mapping[str, Any]]) -> dict[str, tuple[int, int]]:
-    """namespace -> (uid, gid) from the admin's run-as annotations; a namespace without a valid pair has
-    none (its pods run as their image says). Pure."""
-    out: dict[str, tuple[int, int]] = {}
+def map_run_as(namespaces: Iterable[Mapping[str, Any]]) -> dict[str, RunAs]:
+    """namespace -> who its pods run as, from the admin's run-as annotations; a namespace without a valid
+    uid and gid has none (its pods run as their image says). Pure."""
+    out: dict[str, RunAs] = {}
     for ns in namespaces:
         meta = ns.get("metadata") or {}
         notes = meta.get("annotations") or {}
         uid, gid = notes.get(RUN_AS_USER_ANNOTATION), notes.get(RUN_AS_GROUP_ANNOTATION)
         if isinstance(uid, str) and uid.isdigit() and isinstance(gid, str) and gid.isdigit():
-            out[str(meta.get("name"))] = (int(uid), int(gid))
+            name = notes.get(RUN_AS_NAME_ANNOTATION)
+            out[str(meta.get("name"))] = RunAs(
+                int(uid), int(gid), name if isinstance(name, str) and name else None
+            )
     return out

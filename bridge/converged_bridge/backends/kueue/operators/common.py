@@ -32,6 +32,17 @@ NAME_MAX = 52  # Job names become pod label values (<= 63) with room for the ind
 
 
 @dataclass(frozen=True)
+class RunAs:
+    """Who a namespace's pods run as: its Slurm user's identity on the shared filesystem. `name` goes
+    into USER and LOGNAME: an image has no passwd entry for a site's uid (Python's getpass, which
+    snakemake calls, then fails without them)."""
+
+    uid: int
+    gid: int
+    name: str | None = None
+
+
+@dataclass(frozen=True)
 class KueueSite:
     """How this site runs steps on Kubernetes (controller settings, not per step)."""
 
@@ -39,9 +50,9 @@ class KueueSite:
     shared_paths: tuple[str, ...] = ()  # hostPath mounts at the same path in every pod (a shared filesystem)
     image_pull_policy: str = "IfNotPresent"
     extra_labels: dict[str, str] = field(default_factory=dict)
-    # (uid, gid) the step's pods run as: its namespace's identity on the shared filesystem, from the
-    # namespace's converged.dev/run-as-user and -group annotations (set per step by the Kueue unit)
-    run_as: tuple[int, int] | None = None
+    # who the step's pods run as: its namespace's identity on the shared filesystem, from the
+    # namespace's converged.dev/run-as-* annotations (set per step by the Kueue unit)
+    run_as: RunAs | None = None
 
 
 @dataclass(frozen=True)
@@ -155,9 +166,14 @@ def build_pod_spec(
 ) -> dict[str, Any]:
     """The pod of one node of the step; it runs as `site.run_as` unless `as_root` (sshd of MPI workers)."""
     pod: dict[str, Any] = {"restartPolicy": "Never", "containers": containers}
-    if site.run_as is not None and not as_root:
-        uid, gid = site.run_as
-        pod["securityContext"] = {"runAsUser": uid, "runAsGroup": gid, "runAsNonRoot": uid != 0}
+    who = site.run_as
+    if who is not None and not as_root:
+        pod["securityContext"] = {"runAsUser": who.uid, "runAsGroup": who.gid, "runAsNonRoot": who.uid != 0}
+        if who.name:
+            for container in containers:
+                env = container.setdefault("env", [])
+                named = {e["name"] for e in env}
+                env += [{"name": n, "value": who.name} for n in ("USER", "LOGNAME") if n not in named]
     if step.spec.resources.gpu_model:
         pod["nodeSelector"] = {GPU_MODEL_LABEL: step.spec.resources.gpu_model}
     if site.shared_paths:
