@@ -26,6 +26,9 @@ _ENV_PREFIX = {
 }
 
 
+_JOB_VARIABLES = "SLURM*|CUDA_VISIBLE_DEVICES|GPU_DEVICE_ORDINAL|ROCR_VISIBLE_DEVICES"
+
+
 @dataclass(frozen=True)
 class ContainerLaunch:
     """Shell lines to run before the command (already safe) and the argv that runs it (to be quoted).
@@ -90,8 +93,9 @@ def _apptainer_launch(request: LaunchRequest, image: str, binds: Sequence[str]) 
     rank = (request.runtime.value, "--silent", "exec", "--no-eval", *options, image)
     setup = (
         *(f'export {prefix}{name}="${{{name}}}"' for name in request.env_names),
-        # the job's own SLURM_* / SLURMD_* (job id, partition, node, allocation), as any Slurm job has them
-        f'for v in $(compgen -e); do case $v in SLURM*) export "{prefix}$v=${{!v}}";; esac; done',
+        # the job's own SLURM_* / SLURMD_* (job id, partition, node, allocation) and the GPUs Slurm bound
+        # it to, as any Slurm job has them
+        f'for v in $(compgen -e); do case $v in {_JOB_VARIABLES}) export "{prefix}$v=${{!v}}";; esac; done',
     )
     return ContainerLaunch(
         setup_lines=setup, argv=(*argv, image, *request.command), rank_argv=rank, env_prefix=prefix

@@ -21,5 +21,5 @@ set +a
 : "${API_TOKEN?is missing from the secret env file}"
 export APPTAINERENV_MODE="${MODE}"
 export APPTAINERENV_API_TOKEN="${API_TOKEN}"
-for v in $(compgen -e); do case $v in SLURM*) export "APPTAINERENV_$v=${!v}";; esac; done
+for v in $(compgen -e); do case $v in SLURM*|CUDA_VISIBLE_DEVICES|GPU_DEVICE_ORDINAL|ROCR_VISIBLE_DEVICES) export "APPTAINERENV_$v=${!v}";; esac; done
 exec apptainer --quiet exec --no-eval --cleanenv --bind /shared --pwd /shared/project docker://python:3.12-slim python3 -c 'print('"'"'hello'"'"')'

@@ -17,6 +17,6 @@ cd -- '/shared/dir with spaces/$(x)/ü'
 export EVIL='$(touch pwned) `id` ;|& 
  x'
 export APPTAINERENV_EVIL="${EVIL}"
-for v in $(compgen -e); do case $v in SLURM*) export "APPTAINERENV_$v=${!v}";; esac; done
+for v in $(compgen -e); do case $v in SLURM*|CUDA_VISIBLE_DEVICES|GPU_DEVICE_ORDINAL|ROCR_VISIBLE_DEVICES) export "APPTAINERENV_$v=${!v}";; esac; done
 exec apptainer --quiet exec --no-eval --cleanenv --bind /shared --pwd '/shared/dir with spaces/$(x)/ü' docker://python:3.12-slim sh -c 'echo "$@"' '$(touch pwned)' '`touch pwned2`' 'a
 b' ''"'"'; touch pwned3; '"'"'' 'say "hi" \ there' 'semi;pipe|amp&' '*.txt ?[ab]' 'ünïcødé ✓' '' '--flag=$HOME'
