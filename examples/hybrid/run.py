@@ -1,116 +1,19 @@
-"""Run the hybrid example on the local converged cluster as a user would: `make up` calls this after
-`cluster up`, which set the site up (the daemon deployed, SlurmCluster hpc1, users alice and bob).
+"""Run the hybrid example on the local converged cluster as alice: `make up` calls this after `cluster up`.
 
-As alice, in a new directory of hers on the shared filesystem, with no converged flags (the site's
-defaults for namespace alice fill them in):
-1. `snakemake --executor converged --converged-plan`: every step's backend, target and reason;
-2. `snakemake --executor converged -j 8`: the run, its Slurm steps in the step image's SIF as alice,
-   its Kubernetes step as alice's uid on the real node, all driven by the site's deployed controller;
-3. `kubectl get workflowsteps` of the run, as alice, and the combined output.
+Three steps on the Slurm `cpu` partition, a GPU step on `gpu`, a Kubernetes Job admitted by Kueue on the
+real node, and a final step combining their outputs — planned, then run, with no converged flags.
 
 Usage: .venv/bin/python examples/hybrid/run.py [--user alice] [--jobs 8]
-Exit status: snakemake's (0 when every step succeeded).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import shlex
-import shutil
-import subprocess
 import sys
-import time
-from datetime import UTC, datetime
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-
-def say(text: str) -> None:
-    print(f"\n== {text}", flush=True)
-
-
-def cluster_env() -> dict[str, str]:
-    out = subprocess.run(
-        [str(ROOT / "deploy/local/cluster"), "env", "--json"], capture_output=True, text=True, check=True
-    )
-    return dict(json.loads(out.stdout))
-
-
-def as_user(
-    user: str, workdir: Path, command: str, capture: bool = False
-) -> subprocess.CompletedProcess[str]:
-    """`command` in a login shell of `user` (their PATH, their kubeconfig), in `workdir`."""
-    return subprocess.run(
-        ["runuser", "-l", user, "-c", f"cd {shlex.quote(str(workdir))} && {command}"],
-        text=True,
-        capture_output=capture,
-        check=False,
-    )
-
-
-def new_run_dir(env: dict[str, str], user: str, example: str) -> Path:
-    """A new directory of `user`'s own on the shared filesystem, the Snakefile copied in."""
-    base = Path(env["CONVERGED_SHARED_DIR"]) / "users" / user
-    run = base / f"{example}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
-    as_user(user, base, f"mkdir {shlex.quote(run.name)}")
-    for name in ("Snakefile", *(p.name for p in HERE.glob("*.lj"))):
-        if (HERE / name).exists():
-            target = run / name
-            shutil.copy(HERE / name, target)
-            shutil.chown(target, user, user)
-    return run
-
-
-def latest_run_id(user: str, workdir: Path, since: float) -> str | None:
-    out = as_user(user, workdir, "kubectl get workflowsteps -o json", capture=True).stdout
-    runs = [
-        (o["metadata"]["creationTimestamp"], o["metadata"]["labels"].get("converged.dev/run", ""))
-        for o in json.loads(out or '{"items": []}')["items"]
-    ]
-    fresh = [
-        run
-        for stamp, run in sorted(runs)
-        if datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp() >= since - 1
-    ]
-    return fresh[-1] if fresh else None
-
-
-def run_example(example: str, output: str, user: str, jobs: int) -> int:
-    env = cluster_env()
-    workdir = new_run_dir(env, user, example)
-    say(f"as {user}, in {workdir}: snakemake --executor converged --converged-plan -j 1")
-    if as_user(user, workdir, "snakemake --executor converged --converged-plan -j 1").returncode != 0:
-        return 1
-    say(f"as {user}: snakemake --executor converged -j {jobs}")
-    started = time.time()
-    rc = as_user(user, workdir, f"snakemake --executor converged -j {jobs} --printshellcmds").returncode
-    run_id = latest_run_id(user, workdir, started)
-    if run_id:
-        say(f"as {user}: kubectl get workflowsteps -l converged.dev/run={run_id} -o wide")
-        as_user(user, workdir, f"kubectl get workflowsteps -l converged.dev/run={run_id} -o wide")
-    if rc == 0:
-        say(f"{workdir}/{output}")
-        print((workdir / output).read_text(), end="")
-    else:
-        print(f"snakemake failed ({rc}); its log is under {workdir}/.snakemake/log", file=sys.stderr)
-    return rc
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--user", default="alice", help="a user of the local site (alice or bob)")
-    parser.add_argument("--jobs", type=int, default=8, help="snakemake --jobs")
-    args = parser.parse_args()
-    if os.geteuid() != 0:
-        raise SystemExit("run as root (it runs the workflow as the site's user with runuser)")
-    return run_example("hybrid", "report.txt", args.user, args.jobs)
-
+from site_run import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main("hybrid", "report.txt"))

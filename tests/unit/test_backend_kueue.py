@@ -134,16 +134,16 @@ def test_other_operators_have_their_shapes() -> None:
     launcher_pod = mpi["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]
     launcher = launcher_pod["spec"]["containers"][0]
     # the launcher runs the step's command once; the command launches its ranks with $CONVERGED_MPIRUN
-    assert launcher["command"] == ["python3", "-c", "print('hi')", "$(touch x)"]
+    assert launcher["command"][-4:] == ["python3", "-c", "print('hi')", "$(touch x)"]
+    assert launcher["command"][:2] == ["/bin/sh", "-c"] and 'exec "$@"' in launcher["command"][2]
     assert {"name": "CONVERGED_MPIRUN", "value": "mpirun -np 4"} in launcher["env"]
     assert launcher_pod["metadata"]["labels"]["converged.dev/step-uid"] == UID
     worker = mpi["spec"]["mpiReplicaSpecs"]["Worker"]
     assert (
         worker["replicas"] == 2 and worker["template"]["metadata"]["labels"]["converged.dev/step-uid"] == UID
     )
-    assert worker["template"]["spec"]["containers"][0]["command"][-1].endswith(
-        "exec /usr/sbin/sshd -De -o StrictModes=no"
-    )
+    assert "exec /usr/sbin/sshd -De -p 2222" in worker["template"]["spec"]["containers"][0]["command"][-1]
+    assert mpi["spec"]["sshAuthMountPath"] == "/var/run/converged-ssh"
     mc = build_minicluster(make_step(operator="minicluster", resources={"nodes": 2, "tasks": 4}), SITE).body
     assert mc["spec"]["jobLabels"][QUEUE_LABEL] == "default"  # Kueue queues the Job the Flux operator makes
     assert mc["spec"]["containers"][0]["command"] == "python3 -c 'print('\"'\"'hi'\"'\"')' '$(touch x)'"
@@ -253,7 +253,7 @@ def test_kueues_reworded_quota_message_waits_for_the_refresh_interval() -> None:
     assert write.status.reason is not None and "1 more needed" in write.status.reason
 
 
-def test_pods_run_as_their_namespaces_identity_but_mpi_ssh_stays_root() -> None:
+def test_pods_run_as_their_namespaces_identity() -> None:
     from dataclasses import replace
 
     from converged_bridge.backends.kueue.operators.common import RunAs
@@ -290,5 +290,7 @@ def test_pods_run_as_their_namespaces_identity_but_mpi_ssh_stays_root() -> None:
     assert {"name": "USER", "value": "alice"} in env and {"name": "LOGNAME", "value": "alice"} in env
     assert "securityContext" not in build_operator_object(make_step(), SITE).body["spec"]["template"]["spec"]
     mpi = build_mpijob(make_step(operator="mpijob", resources={"nodes": 2, "tasks": 2}), site).body
-    for role in ("Launcher", "Worker"):
-        assert "securityContext" not in mpi["spec"]["mpiReplicaSpecs"][role]["template"]["spec"]
+    for role in ("Launcher", "Worker"):  # MPI too: ssh and sshd get a passwd entry via nss_wrapper
+        assert (
+            mpi["spec"]["mpiReplicaSpecs"][role]["template"]["spec"]["securityContext"]["runAsUser"] == 1001
+        )

@@ -412,7 +412,7 @@ def test_an_mpi_step_runs_its_command_once_with_a_launcher_for_its_ranks(tmp_pat
     assert done.returncode == 0, done.stderr
     ran = json.loads(done.stdout)
     assert ran["argv"] == ["mpi_prog", *HOSTILE_ARGS]  # not under srun: once
-    mpirun = "srun --mpi=pmix --export=ALL --nodes=2 --ntasks=4 --cpus-per-task=2"
+    mpirun = "srun --mpi=pmix --export=ALL,PMIX_MCA_gds=hash --nodes=2 --ntasks=4 --cpus-per-task=2"
     assert ran["env"] == {"CONVERGED_MPIRUN": mpirun}
 
 
@@ -435,7 +435,7 @@ def test_in_apptainer_the_launcher_starts_each_rank_in_the_image_with_the_hosts_
     assert words[:7] == [
         "srun",
         "--mpi=pmix",
-        "--export=ALL",
+        "--export=ALL,PMIX_MCA_gds=hash",
         "--nodes=2",
         "--ntasks=2",
         "--cpus-per-task=1",
@@ -449,9 +449,7 @@ def test_in_apptainer_the_launcher_starts_each_rank_in_the_image_with_the_hosts_
         "/shared",
         "--bind",
         str(workdir),
-        "--pwd",
-        str(workdir),
-        "/images/step.sif",
+        "/images/step.sif",  # no --pwd: ranks start where the command called srun
     ]
 
 

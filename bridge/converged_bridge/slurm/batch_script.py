@@ -218,7 +218,10 @@ def _mpi_lines(launch: ContainerLaunch, options: BatchOptions) -> list[str]:
     srun = [
         "srun",
         f"--mpi={PMI}",
-        "--export=ALL",
+        # the step's environment to every rank; PMIx's shared-memory store (gds ds12) locks files in
+        # slurmstepd's directory, which a container does not see ("PMIX ERROR ... gds_ds12_lock"): the
+        # hash store keeps the job's data in each process instead
+        "--export=ALL,PMIX_MCA_gds=hash",
         # every node of the allocation: srun alone packs the tasks onto as few nodes as hold them
         f"--nodes={options.nodes}",
         f"--ntasks={options.ntasks}",

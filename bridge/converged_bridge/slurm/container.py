@@ -83,13 +83,13 @@ def _apptainer_launch(request: LaunchRequest, image: str, binds: Sequence[str]) 
         options.append("--nv")
     for path in binds:
         options += ["--bind", path]
-    if request.working_dir is not None:
-        options += ["--pwd", request.working_dir]
+    pwd = ["--pwd", request.working_dir] if request.working_dir is not None else []
     # --quiet: no INFO lines (missing optional FUSE helpers) in the step's log and logTail
-    argv = [request.runtime.value, "--quiet", "exec", "--no-eval", "--cleanenv", *options]
+    argv = [request.runtime.value, "--quiet", "exec", "--no-eval", "--cleanenv", *options, *pwd]
     # a rank keeps the environment srun gives it (PMIX_*, SLURM_*): no --cleanenv there. It also
     # inherits APPTAINER_BIND from the step's container, so Apptainer warns that each --bind is there
-    # already: --silent keeps those n-fold duplicates out of the log.
+    # already: --silent keeps those n-fold duplicates out of the log. No --pwd: a rank starts in the
+    # directory its srun was called from, as the step's command chose it (`cd run && $CONVERGED_MPIRUN`).
     rank = (request.runtime.value, "--silent", "exec", "--no-eval", *options, image)
     setup = (
         *(f'export {prefix}{name}="${{{name}}}"' for name in request.env_names),
@@ -104,13 +104,12 @@ def _apptainer_launch(request: LaunchRequest, image: str, binds: Sequence[str]) 
 
 def _charliecloud_launch(request: LaunchRequest, image: str, binds: Sequence[str]) -> ContainerLaunch:
     argv = ["ch-run", *(f"--bind={path}" for path in binds)]
+    rank = (*argv, image, "--")  # ch-run starts in the caller's directory: where the step's srun ran
     if request.working_dir is not None:
         argv.append(f"--cd={request.working_dir}")
     # ch-run refuses to start without $USER, which a job submitted with --export=NONE may lack.
     setup = ('export USER="${USER:-$(id -un)}"',)
-    return ContainerLaunch(
-        setup_lines=setup, argv=(*argv, image, "--", *request.command), rank_argv=(*argv, image, "--")
-    )
+    return ContainerLaunch(setup_lines=setup, argv=(*argv, image, "--", *request.command), rank_argv=rank)
 
 
 def _podman_launch(request: LaunchRequest, image: str, binds: Sequence[str]) -> ContainerLaunch:

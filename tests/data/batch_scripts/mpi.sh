@@ -16,5 +16,5 @@ set -euo pipefail
 cd -- /shared/project
 for v in $(compgen -e); do case $v in SLURM*|CUDA_VISIBLE_DEVICES|GPU_DEVICE_ORDINAL|ROCR_VISIBLE_DEVICES) export "APPTAINERENV_$v=${!v}";; esac; done
 converged_runtime=$(command -v apptainer)
-export APPTAINERENV_CONVERGED_MPIRUN="srun --mpi=pmix --export=ALL --nodes=2 --ntasks=4 --cpus-per-task=1 $converged_runtime "'--silent exec --no-eval --bind /shared --pwd /shared/project docker://python:3.12-slim'
+export APPTAINERENV_CONVERGED_MPIRUN="srun --mpi=pmix --export=ALL,PMIX_MCA_gds=hash --nodes=2 --ntasks=4 --cpus-per-task=1 $converged_runtime "'--silent exec --no-eval --bind /shared docker://python:3.12-slim'
 exec apptainer --quiet exec --no-eval --cleanenv --bind /shared --pwd /shared/project docker://python:3.12-slim python3 -c 'print('"'"'hello'"'"')'

@@ -161,13 +161,11 @@ def build_container(step: WorkflowStep, site: KueueSite, name: str = "step") -> 
     return container
 
 
-def build_pod_spec(
-    step: WorkflowStep, site: KueueSite, containers: list[dict[str, Any]], *, as_root: bool = False
-) -> dict[str, Any]:
-    """The pod of one node of the step; it runs as `site.run_as` unless `as_root` (sshd of MPI workers)."""
+def build_pod_spec(step: WorkflowStep, site: KueueSite, containers: list[dict[str, Any]]) -> dict[str, Any]:
+    """The pod of one node of the step, as `site.run_as` when the namespace has an identity."""
     pod: dict[str, Any] = {"restartPolicy": "Never", "containers": containers}
     who = site.run_as
-    if who is not None and not as_root:
+    if who is not None:
         pod["securityContext"] = {"runAsUser": who.uid, "runAsGroup": who.gid, "runAsNonRoot": who.uid != 0}
         if who.name:
             for container in containers:

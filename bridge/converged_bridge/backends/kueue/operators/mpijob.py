@@ -3,9 +3,14 @@
 The launcher runs the step's command once, as a Slurm batch script does on the first node of its
 allocation; the command launches the ranks itself. `CONVERGED_MPIRUN` tells it how, on every backend:
 here `mpirun -np <tasks>` (OpenMPI reads the operator's hostfile and reaches the workers over SSH, by
-the names cluster DNS gives them). Workers run sshd; the operator mounts the SSH keys at /root/.ssh.
-Launcher and workers run as root whatever the namespace's identity: OpenSSH needs a passwd entry for the
-user it logs in as, which an image does not have for a site's uid.
+the names cluster DNS gives them). Launcher and workers run as the namespace's identity, like every
+other pod of the step, so what the ranks write belongs to the user:
+- OpenSSH wants a passwd entry for that uid, which an image does not have: both wrap their command in
+  nss_wrapper (libnss-wrapper) with a passwd that has one;
+- a worker's sshd runs unprivileged, on port 2222, with a host key made at start;
+- the operator mounts the job's SSH keys at sshAuthMountPath (root's ~/.ssh only gets mode 0600): the
+  launcher copies the private key to a 0600 file that the image's ssh_config names (IdentityFile), and
+  sshd reads authorized_keys there.
 """
 
 from __future__ import annotations
@@ -27,13 +32,37 @@ from converged_bridge.backends.kueue.operators.kind import OperatorKind
 from converged_bridge.wire import MPIJOBS, STEP_UID_LABEL
 
 MPIRUN_ENV = "CONVERGED_MPIRUN"
-# sshd needs its privilege-separation directory and host keys, made at start, so any image with
-# openssh-server serves as a worker; and StrictModes off: the operator's key Secret is mounted at
-# /root/.ssh, and a Secret volume's directory is mode 1777, which StrictModes refuses
+SSH_DIR = "/var/run/converged-ssh"  # sshAuthMountPath: the job's keys, mounted by the operator
+SSH_PORT = 2222  # the image's ssh_config says so too (Port): an unprivileged sshd cannot bind 22
+IDENTITY = "/tmp/.converged-ssh-id"  # the image's ssh_config names it (IdentityFile)
+# A passwd (and group) with an entry for whoever the pod runs as, through nss_wrapper; HOME in /tmp.
+_IDENTITY_SETUP = (
+    'export HOME=/tmp USER="${USER:-mpi}"; '
+    "cp /etc/passwd /tmp/passwd; cp /etc/group /tmp/group; "
+    'if ! grep -q "^[^:]*:[^:]*:$(id -u):" /etc/passwd; then '
+    'echo "$USER:x:$(id -u):$(id -g)::/tmp:/bin/sh" >> /tmp/passwd; '
+    'echo "$USER:x:$(id -g):" >> /tmp/group; fi; '
+    "export LD_PRELOAD=libnss_wrapper.so NSS_WRAPPER_PASSWD=/tmp/passwd NSS_WRAPPER_GROUP=/tmp/group; "
+)
+# sshd for the launcher's mpirun: unprivileged when the pod is, StrictModes off (a Secret volume's
+# directory is mode 1777), the job's authorized_keys
 WORKER_COMMAND = [
     "/bin/sh",
     "-c",
-    "mkdir -p /run/sshd && ssh-keygen -A >/dev/null && exec /usr/sbin/sshd -De -o StrictModes=no",
+    _IDENTITY_SETUP
+    # as root, sshd wants its privilege-separation directory; unprivileged, it has none
+    + '{ [ "$(id -u)" != 0 ] || mkdir -p /run/sshd; } && '
+    + "ssh-keygen -q -t ed25519 -N '' -f /tmp/ssh_host_ed25519_key && "
+    + f"exec /usr/sbin/sshd -De -p {SSH_PORT} -h /tmp/ssh_host_ed25519_key -o PidFile=/tmp/sshd.pid "
+    + f"-o StrictModes=no -o UsePAM=no -o AuthorizedKeysFile={SSH_DIR}/authorized_keys",
+]
+# the launcher: the same identity, the private key copied to a file only its user may read, then the
+# step's command (its argv follows `sh -c ... converged-launcher`)
+LAUNCHER_PREFIX = [
+    "/bin/sh",
+    "-c",
+    _IDENTITY_SETUP + f'install -m 600 {SSH_DIR}/id_rsa {IDENTITY} && exec "$@"',
+    "converged-launcher",
 ]
 
 
@@ -46,10 +75,11 @@ def build_mpijob(step: WorkflowStep, site: KueueSite) -> BuiltObject:
     worker["command"] = WORKER_COMMAND
     worker.pop("workingDir", None)
     launcher = build_container(step, site, name="launcher")
+    launcher["command"] = [*LAUNCHER_PREFIX, *launcher["command"]]
     launcher["env"] = [
         *launcher.get("env", []),
         {"name": MPIRUN_ENV, "value": f"mpirun -np {r.tasks}"},
-        # the pods run as root, which OpenMPI refuses unless told twice
+        # a pod with no run-as identity runs as root, which OpenMPI refuses unless told twice
         {"name": "OMPI_ALLOW_RUN_AS_ROOT", "value": "1"},
         {"name": "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "value": "1"},
     ]
@@ -69,13 +99,14 @@ def build_mpijob(step: WorkflowStep, site: KueueSite) -> BuiltObject:
             "runPolicy": run_policy,
             "mpiImplementation": "OpenMPI",
             "launcherCreationPolicy": "WaitForWorkersReady",  # mpirun finds every sshd listening
+            "sshAuthMountPath": SSH_DIR,
             "mpiReplicaSpecs": {
                 "Launcher": {
                     "replicas": 1,
                     "restartPolicy": "Never",
                     "template": {
                         "metadata": pod_metadata,
-                        "spec": build_pod_spec(step, site, [launcher], as_root=True),
+                        "spec": build_pod_spec(step, site, [launcher]),
                     },
                 },
                 "Worker": {
@@ -83,7 +114,7 @@ def build_mpijob(step: WorkflowStep, site: KueueSite) -> BuiltObject:
                     "restartPolicy": "Never",
                     "template": {
                         "metadata": pod_metadata,
-                        "spec": build_pod_spec(step, site, [worker], as_root=True),
+                        "spec": build_pod_spec(step, site, [worker]),
                     },
                 },
             },
