@@ -40,6 +40,9 @@ EXPECTED = {
     "slurmd c2",
     "slurmd g1",
     "slurmrestd",
+    "apptainer",
+    "user environment",
+    "site daemon",
 }
 SLURM_EXES = {
     "/usr/sbin/munged",
@@ -155,7 +158,9 @@ def test_down_leaves_no_process_or_mount_of_ours_and_up_restores(
     eventually_running(job)
     # nor may a running pod's containers, sandbox, network namespace or mounts
     netns_before = network_namespaces()
-    real_node_sleeper(kube_api, cluster_env["CONVERGED_STEP_IMAGE"], cluster_env["CONVERGED_SHARED_DIR"])
+    sleeper = real_node_sleeper(
+        kube_api, cluster_env["CONVERGED_STEP_IMAGE"], cluster_env["CONVERGED_SHARED_DIR"]
+    )
     pod_netns = network_namespaces() - netns_before
     assert pod_netns, "the sleeping pod should have its own network namespace"
     assert real_node_mounts(local_dir, pod_netns), "the sleeping pod should have mounts"
@@ -168,18 +173,16 @@ def test_down_leaves_no_process_or_mount_of_ours_and_up_restores(
     finally:
         cluster("up")
     assert cluster("status").returncode == 0
-    # no container or sandbox came back with the cluster
-    containers = subprocess.run(
-        [
-            "ctr",
-            f"--address={cluster_env['CONTAINERD_ADDRESS']}",
-            "--namespace=k8s.io",
-            "containers",
-            "ls",
-            "-q",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    assert containers == []
+    # no container or sandbox came back with the cluster: the only ones are the pods that exist now
+    # (the site's daemon Deployment makes its pods again; the sleeper was deleted by down)
+    ctr = ["ctr", f"--address={cluster_env['CONTAINERD_ADDRESS']}", "--namespace=k8s.io", "containers"]
+    ids = subprocess.run([*ctr, "ls", "-q"], capture_output=True, text=True, check=True).stdout.split()
+    pods = set()
+    for container in ids:
+        info = json.loads(
+            subprocess.run([*ctr, "info", container], capture_output=True, text=True, check=True).stdout
+        )
+        pods.add(info["Labels"].get("io.kubernetes.pod.name"))
+    existing = {p.metadata.name for p in client.CoreV1Api(kube_api).list_pod_for_all_namespaces().items}
+    assert sleeper not in pods
+    assert pods <= existing, pods - existing
