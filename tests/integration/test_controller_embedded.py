@@ -10,6 +10,7 @@ import pytest
 from converged_bridge.controller.runner import Controller
 from converged_bridge.controller.settings import ControllerSettings
 from converged_bridge.kube.core import KubeCore, load_api_client
+from tests.integration.conftest import TEST_SELECTOR
 from tests.integration.test_controller_slurm import TERMINAL, create, step_manifest, wait_phase
 
 pytestmark = pytest.mark.integration
@@ -20,7 +21,9 @@ def test_embedded_controller_runs_steps_with_one_slurm_query_per_poll(
 ) -> None:
     env = slurm_identities
     kube = KubeCore(load_api_client(env["KUBECONFIG"]), field_manager="converged-controller")
-    controller = Controller.connect(kube, ControllerSettings(poll_interval=0.5, namespace="team-b"))
+    controller = Controller.connect(
+        kube, ControllerSettings(poll_interval=0.5, namespace="team-b", label_selector=TEST_SELECTOR)
+    )
     controller.start()
     try:
         names = [f"emb-{uuid.uuid4().hex[:6]}" for _ in range(4)]
