@@ -441,4 +441,20 @@ class Executor(RemoteExecutor):
 
     def shutdown(self) -> None:
         super().shutdown()
+        self._summarize()
         self.session.close()
+
+    def _summarize(self) -> None:
+        """The run's figures, estimate beside measure, from one LIST of its steps."""
+        from converged_bridge.report.record import map_run_records
+        from converged_bridge.report.summary import build_run_summary, render_run_summary
+
+        try:
+            records, _ = map_run_records(self.session.read_steps().values())
+        except BackendError as e:
+            self.logger.warning(f"converged: reading the run's WorkflowSteps for its summary failed: {e}")
+            return
+        if records:
+            summary = render_run_summary(build_run_summary(records), self.run_id)
+            report = f"kubectl converged report {self.run_id} -n {self.namespace} > run.html"
+            self.logger.info(f"{summary}the run's report: {report}")

@@ -132,11 +132,12 @@ def test_hybrid_workflow_runs_on_the_cpu_and_gpu_partitions(
         assert step["spec"]["backend"] == "slurm" and step["spec"]["route"]["reason"]
         assert step["metadata"]["labels"]["converged.dev/rule"] == step["spec"]["workflow"]["rule"]
         assert "converged.dev/estimate-end" in step["metadata"]["annotations"]
-    # the plan's dependencies: train waits for both prep jobs
+    # the plan's dependencies: train waits for both prep jobs; the run's figures when it ended
     by_rule = {s["spec"]["workflow"]["rule"]: s for s in steps}
     preps = sorted(s["spec"]["workflow"]["jobId"] for s in steps if s["spec"]["workflow"]["rule"] == "prep")
     depends = by_rule["train"]["metadata"]["annotations"]["converged.dev/depends-on"]
     assert [int(i) for i in depends.split(",")] == preps
+    assert f"converged run {run_id}: 4 steps, 4 ran, 4 estimated by the plan" in cp.stderr + cp.stdout
     # each prep step ran as Slurm job <jobId> on the partition the router chose for it
     ran = {line.split()[3]: line.split()[2] for line in combined[1:]}
     routed = {

@@ -52,7 +52,7 @@ CHAINS = [
 ]
 
 
-UPSTREAM = {3: (1,), 4: (2,), 5: (3,), 6: (4,), 7: (5,), 8: (6,)}
+UPSTREAM: dict[int, tuple[int, ...]] = {3: (1,), 4: (2,), 5: (3,), 6: (4,), 7: (5,), 8: (6,)}
 SITE = CapacityView(
     slurm=(
         SlurmClusterView(
@@ -66,8 +66,8 @@ SITE = CapacityView(
 )
 
 
-def planned(entries: list[PlanEntry]) -> PlanSchedule:
-    return plan_schedule(entries, UPSTREAM, SITE, SiteWeights(), max_running=10)
+def planned(entries: list[PlanEntry], upstream: dict[int, tuple[int, ...]] = UPSTREAM) -> PlanSchedule:
+    return plan_schedule(entries, upstream, SITE, SiteWeights(), max_running=10)
 
 
 def test_groups_are_consecutive_steps_of_one_shape() -> None:
