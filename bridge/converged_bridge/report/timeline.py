@@ -4,6 +4,7 @@ start) and a hatched bar (start to end); a lane of allocations when steps carry 
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -66,17 +67,17 @@ def build_bars(records: Sequence[StepRecord], now: float | None) -> list[Bar]:
 
 
 def pack_rows(bars: Sequence[Bar], seconds_per_char: float) -> list[tuple[Bar, int]]:
-    """Rows within a lane, first fit by start: a bar (with its label) never overlaps another in its row."""
-    row_ends: list[float] = []
+    """Rows within a lane, by start: a bar (with its label) goes to the row freed first if that row is
+    free by then, else to a new row, so no two overlap in a row."""
+    free_at: list[tuple[float, int]] = []  # (end of the row's last bar, row), a heap
     out = []
     for bar in sorted(bars, key=lambda b: (b.first, b.record.job_id, b.record.name)):
         end = bar.last + (len(bar.record.label) + 2) * seconds_per_char
-        row = next((i for i, e in enumerate(row_ends) if e <= bar.first), None)
-        if row is None:
-            row_ends.append(end)
-            row = len(row_ends) - 1
+        if free_at and free_at[0][0] <= bar.first:
+            _, row = heapq.heapreplace(free_at, (end, free_at[0][1]))
         else:
-            row_ends[row] = end
+            row = len(free_at)
+            heapq.heappush(free_at, (end, row))
         out.append((bar, row))
     return out
 
