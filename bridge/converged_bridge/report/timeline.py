@@ -12,11 +12,12 @@ from converged_bridge.report.record import StepRecord, offset, run_start
 from converged_bridge.report.svg import esc, time_axis
 from converged_bridge.report.text import format_duration
 
-LEFT, PLOT_W, RIGHT = 190.0, 860.0, 24.0
+LEFT, PLOT_W, RIGHT = 190.0, 860.0, 200.0  # RIGHT: room for the labels of the last bars
 TOP = 30.0
 ROW_H, BAR_H, EST_H = 24.0, 10.0, 6.0
 LANE_GAP = 12.0
 CHAR_W = 6.2  # label width per character at the label's font size
+LABEL_CHARS = 30
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ def pack_rows(bars: Sequence[Bar], seconds_per_char: float) -> list[tuple[Bar, i
     free_at: list[tuple[float, int]] = []  # (end of the row's last bar, row), a heap
     out = []
     for bar in sorted(bars, key=lambda b: (b.first, b.record.job_id, b.record.name)):
-        end = bar.last + (len(bar.record.label) + 2) * seconds_per_char
+        end = bar.last + (len(_label(bar.record)) + 2) * seconds_per_char
         if free_at and free_at[0][0] <= bar.first:
             _, row = heapq.heapreplace(free_at, (end, free_at[0][1]))
         else:
@@ -179,8 +180,13 @@ def _step_bar(bar: Bar, x0: float, scale: float, top: float, color: str) -> str:
     label_x = x(max(t for t in (bar.created, bar.ended, bar.started, bar.est_end, 0.0) if t is not None)) + 4
     return (
         f'<g class="bar step" data-step="{esc(r.name)}"><title>{esc(title)}</title>{"".join(parts)}'
-        f'<text class="label" x="{label_x:.1f}" y="{top + 10:.1f}">{esc(r.label)}</text></g>'
+        f'<text class="label" x="{label_x:.1f}" y="{top + 10:.1f}">{esc(_label(r))}</text></g>'
     )
+
+
+def _label(record: StepRecord) -> str:
+    label = record.label
+    return label if len(label) <= LABEL_CHARS else label[: LABEL_CHARS - 1] + "…"
 
 
 def _span(a: float | None, b: float | None) -> float | None:
