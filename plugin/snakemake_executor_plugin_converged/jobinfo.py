@@ -58,9 +58,9 @@ def dag_levels(dag: Any) -> tuple[list[list[Any]], int]:
 
 
 def upstream_jobids(dag: Any, job: Any) -> tuple[int, ...]:
-    """The ids of the jobs `job` waits for that this executor runs: its dependencies that need to run,
-    looking through those snakemake runs itself (local jobs); for a group job, its members' dependencies
-    outside the group."""
+    """The ids of the jobs `job` waits for that this executor runs: its dependencies that need to run (or
+    ran: after a checkpoint snakemake recomputes what needs to), looking through those snakemake runs
+    itself (local jobs); for a group job, its members' dependencies outside the group."""
     members = list(job.jobs) if job.is_group() else [job]
     inside = set(members)
     pending = [dep for member in members for dep in dag.dependencies.get(member, {})]
@@ -71,7 +71,7 @@ def upstream_jobids(dag: Any, job: Any) -> tuple[int, ...]:
         if dep in seen or dep in inside:
             continue
         seen.add(dep)
-        if not dag.needrun(dep):
+        if not (dag.needrun(dep) or dag.finished(dep)):
             continue
         if dep.is_local:
             pending.extend(dag.dependencies.get(dep, {}))

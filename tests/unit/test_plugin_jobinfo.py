@@ -25,12 +25,18 @@ class Job:
 
 
 class Dag:
-    def __init__(self, deps: dict[Job, list[Job]], needrun: set[Job]) -> None:
+    def __init__(
+        self, deps: dict[Job, list[Job]], needrun: set[Job], finished: frozenset[Job] = frozenset()
+    ) -> None:
         self.dependencies = {job: {up: {"file"} for up in ups} for job, ups in deps.items()}
         self._needrun = needrun
+        self._finished = finished
 
     def needrun(self, job: Any) -> bool:
         return job in self._needrun
+
+    def finished(self, job: Any) -> bool:
+        return job in self._finished
 
 
 def test_upstream_through_local_jobs_and_without_jobs_that_need_not_run() -> None:
@@ -38,6 +44,9 @@ def test_upstream_through_local_jobs_and_without_jobs_that_need_not_run() -> Non
     dag = Dag({c: [local, done], local: [a, b], b: [a]}, needrun={a, b, local, c})
     assert upstream_jobids(dag, c) == (1, 2)
     assert upstream_jobids(dag, a) == ()
+    # after a checkpoint, snakemake's needrun holds only what is left; what ran is still upstream
+    later = Dag({c: [local, done], local: [a, b], b: [a]}, needrun={local, c}, finished=frozenset({a, b}))
+    assert upstream_jobids(later, c) == (1, 2)
 
 
 def test_a_group_job_waits_for_its_members_upstream_outside_the_group() -> None:
