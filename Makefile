@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CLUSTER := deploy/local/cluster
 
-.PHONY: up example down status test check unit integration venv
+.PHONY: up example down status test check unit integration venv browser
 
 ## make up: install what is missing, build/reuse the pinned binaries, start the local cluster, show it
 ## healthy, then run the main job: the hybrid example workflow (examples/hybrid) across Slurm and Kueue
@@ -30,6 +30,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev,plugin]'
 	touch $@
 
+## make browser: Chromium from Debian for the report's browser test (apt-get, only when missing)
+browser:
+	tests/browser/ensure-chromium
+
 ## make check: lint, format, types, import layering, and no source file over 500 lines
 check: venv
 	$(BIN)/ruff check .
@@ -41,12 +45,12 @@ check: venv
 
 ## make test: everything CI runs — checks, unit tests (again under a monotonic clock a few seconds old,
 ## as on a machine booted moments ago), then integration tests on the local cluster
-test: check
+test: check browser
 	$(BIN)/pytest -m "not integration"
 	tests/young-clock $(BIN)/pytest -m "not integration" -q -p no:cacheprovider
 	$(BIN)/pytest -m integration
 
-unit: venv
+unit: venv browser
 	$(BIN)/pytest -m "not integration"
 	tests/young-clock $(BIN)/pytest -m "not integration" -q -p no:cacheprovider
 

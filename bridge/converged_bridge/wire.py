@@ -45,6 +45,16 @@ RULE_ANNOTATION: Final = "converged.dev/rule"  # the rule's exact name (the labe
 # so a step never has two controllers submitting it.
 CONTROLLER_LABEL: Final = "converged.dev/controller"
 EMBEDDED: Final = "embedded"
+# the plan, as the plugin writes it on each step (small annotations, read by `kubectl converged report`):
+# the upstream job ids ("3,4"; "+N" at the end counts ids left out), the plan's group, and the estimated
+# ready/start/end in whole seconds from the run's start
+DEPENDS_ON_ANNOTATION: Final = "converged.dev/depends-on"
+PLAN_GROUP_ANNOTATION: Final = "converged.dev/plan-group"
+ESTIMATE_READY_ANNOTATION: Final = "converged.dev/estimate-ready"
+ESTIMATE_START_ANNOTATION: Final = "converged.dev/estimate-start"
+ESTIMATE_END_ANNOTATION: Final = "converged.dev/estimate-end"
+# steps that ran in one allocation together carry its name (none do yet: see docs/workflowsteps.md)
+GROUP_LABEL: Final = "converged.dev/group"
 FINALIZER: Final = "converged.dev/backend-cleanup"  # the controller cancels the backend job first
 # on a Namespace, set by the site admin: the uid and gid its steps' pods run as on Kubernetes (the
 # identity its Slurm user has on the shared filesystem)

@@ -26,7 +26,13 @@ from snakemake_interface_executor_plugins.settings import CommonSettings, Execut
 from converged_bridge.errors import BackendError
 from converged_bridge.routing import Preference, SiteWeights, route_batch
 from converged_bridge.wire import CONTROLLER_LABEL, EMBEDDED
-from snakemake_executor_plugin_converged.jobinfo import dag_levels, identify_job, job_resources, job_threads
+from snakemake_executor_plugin_converged.jobinfo import (
+    dag_levels,
+    identify_job,
+    job_resources,
+    job_threads,
+    upstream_jobids,
+)
 from snakemake_executor_plugin_converged.localfacts import read_path_facts, read_user_facts
 from snakemake_executor_plugin_converged.manifest import JobFacts, build_step_manifest
 from snakemake_executor_plugin_converged.naming import build_run_id
@@ -34,6 +40,7 @@ from snakemake_executor_plugin_converged.placements import Placements
 from snakemake_executor_plugin_converged.plan import PlanEntry, render_plan
 from snakemake_executor_plugin_converged.preflight import RunFacts, check_run
 from snakemake_executor_plugin_converged.resources import ResourceParser, StepResources
+from snakemake_executor_plugin_converged.schedule import PlanSchedule, plan_schedule
 from snakemake_executor_plugin_converged.site import merge_site_defaults
 from snakemake_executor_plugin_converged.status import State, map_step_outcome
 
@@ -120,8 +127,9 @@ class ExecutorSettings(ExecutorSettingsBase):
     plan: bool = field(
         default=False,
         metadata={
-            "help": "Print the plan (every job of the DAG with backend, target and reason, and groups of "
-            "consecutive steps by resource shape) and exit without running anything.",
+            "help": "Print the plan (every job of the DAG with backend, target, reason, group and "
+            "estimated start and end; the groups of consecutive steps by resource shape; the estimated "
+            "makespan and CPU/memory/GPU-hours) and exit without running anything.",
         },
     )
     poll_interval: float = field(
@@ -254,11 +262,14 @@ class Executor(RemoteExecutor):
             self.placements = Placements(self.weights, settle_seconds=settings.poll_interval + 15.0)
             # parses every job's resources and routes it: a bad value fails before any submission
             entries, local_jobs = self._plan_entries()
+            self.plan = self._plan_schedule(entries)
             problems = [] if settings.plan else self._preflight(entries)
         except BackendError as e:
             raise WorkflowError(f"converged: cannot read the cluster: {e}") from e
         if settings.plan:
-            text = render_plan(entries, run_id=self.run_id, namespace=self.namespace, local_jobs=local_jobs)
+            text = render_plan(
+                entries, self.plan, run_id=self.run_id, namespace=self.namespace, local_jobs=local_jobs
+            )
             print(text, end="", flush=True)
             raise SystemExit(0)
         if problems:
@@ -321,6 +332,16 @@ class Executor(RemoteExecutor):
                 entries.append(PlanEntry(level, ident.jobid, ident.rule, wildcards, resources, decision))
         return entries, local_jobs
 
+    def _plan_schedule(self, entries: list[PlanEntry]) -> PlanSchedule:
+        """The plan simulated on the capacity snapshot; snakemake's --jobs caps the steps at once."""
+        dag = self.workflow.dag
+        upstream = {
+            int(job.jobid): upstream_jobids(dag, job) for job in dag.needrun_jobs() if not job.is_local
+        }
+        jobs = getattr(self.workflow, "nodes", None)
+        cap = jobs if isinstance(jobs, int) and 0 < jobs < sys.maxsize else None
+        return plan_schedule(entries, upstream, self.session.capacity(), self.weights, max_running=cap)
+
     def get_python_executable(self) -> str:
         return self._python or super().get_python_executable()
 
@@ -353,6 +374,7 @@ class Executor(RemoteExecutor):
             # steps may run without a usable $HOME (Slurm --export=NONE, containers): keep snakemake's
             # cache in the workflow directory unless the user passes XDG_CACHE_HOME with --envvars
             env={"XDG_CACHE_HOME": f"{self.working_dir}/.snakemake/converged-cache", **self.envvars()},
+            annotations=self.plan.annotations(ident.members, upstream_jobids(self.workflow.dag, job)),
         )
         manifest = build_step_manifest(facts, resources, decision)
         if self.embedded:  # our own controller drives this run's steps; a deployed one leaves them alone
@@ -419,4 +441,20 @@ class Executor(RemoteExecutor):
 
     def shutdown(self) -> None:
         super().shutdown()
+        self._summarize()
         self.session.close()
+
+    def _summarize(self) -> None:
+        """The run's figures, estimate beside measure, from one LIST of its steps."""
+        from converged_bridge.report.record import map_run_records
+        from converged_bridge.report.summary import build_run_summary, render_run_summary
+
+        try:
+            records, _ = map_run_records(self.session.read_steps().values())
+        except BackendError as e:
+            self.logger.warning(f"converged: reading the run's WorkflowSteps for its summary failed: {e}")
+            return
+        if records:
+            summary = render_run_summary(build_run_summary(records), self.run_id)
+            report = f"kubectl converged report {self.run_id} -n {self.namespace} > run.html"
+            self.logger.info(f"{summary}the run's report: {report}")

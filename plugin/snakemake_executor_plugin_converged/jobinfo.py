@@ -12,20 +12,21 @@ class JobIdentity:
     rule: str
     jobid: int
     wildcards: Mapping[str, str]
+    members: tuple[int, ...] = ()  # the job ids it runs: its own, or a group job's members'
 
 
 def identify_job(job: Any) -> JobIdentity:
     """Rule, numeric job id and wildcards; a group job is `group-<groupid>` with its first member's id."""
     if job.is_group():
         members = list(job.jobs)
-        return JobIdentity(
-            rule=f"group-{job.groupid}",
-            jobid=min(int(j.jobid) for j in members) if members else 0,
-            wildcards={},
-        )
+        ids = tuple(sorted(int(j.jobid) for j in members))
+        return JobIdentity(rule=f"group-{job.groupid}", jobid=ids[0] if ids else 0, wildcards={}, members=ids)
     wildcards = getattr(job, "wildcards_dict", None) or {}
     return JobIdentity(
-        rule=str(job.rule.name), jobid=int(job.jobid), wildcards={k: str(v) for k, v in wildcards.items()}
+        rule=str(job.rule.name),
+        jobid=int(job.jobid),
+        wildcards={k: str(v) for k, v in wildcards.items()},
+        members=(int(job.jobid),),
     )
 
 
@@ -54,3 +55,26 @@ def dag_levels(dag: Any) -> tuple[list[list[Any]], int]:
         for layer in dag.toposorted(jobs=needrun)
     ]
     return [level for level in levels if level], sum(1 for j in needrun if j.is_local)
+
+
+def upstream_jobids(dag: Any, job: Any) -> tuple[int, ...]:
+    """The ids of the jobs `job` waits for that this executor runs: its dependencies that need to run (or
+    ran: after a checkpoint snakemake recomputes what needs to), looking through those snakemake runs
+    itself (local jobs); for a group job, its members' dependencies outside the group."""
+    members = list(job.jobs) if job.is_group() else [job]
+    inside = set(members)
+    pending = [dep for member in members for dep in dag.dependencies.get(member, {})]
+    seen: set[Any] = set()
+    found: set[int] = set()
+    while pending:
+        dep = pending.pop()
+        if dep in seen or dep in inside:
+            continue
+        seen.add(dep)
+        if not (dag.needrun(dep) or dag.finished(dep)):
+            continue
+        if dep.is_local:
+            pending.extend(dag.dependencies.get(dep, {}))
+        else:
+            found.add(int(dep.jobid))
+    return tuple(sorted(found))

@@ -42,6 +42,7 @@ class JobFacts:
     working_dir: str
     wildcards: Mapping[str, str] = field(default_factory=dict)
     env: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)  # the plan's (schedule.annotations)
 
 
 def build_step_manifest(facts: JobFacts, resources: StepResources, decision: RouteDecision) -> dict[str, Any]:
@@ -63,7 +64,7 @@ def build_step_manifest(facts: JobFacts, resources: StepResources, decision: Rou
                 name=name,
                 namespace=facts.namespace,
                 labels={RUN_LABEL: facts.run_id, RULE_LABEL: build_rule_label(facts.rule)},
-                annotations={RULE_ANNOTATION: facts.rule},
+                annotations={**facts.annotations, RULE_ANNOTATION: facts.rule},
             ),
             spec=WorkflowStepSpec(
                 workflow=WorkflowJob(

@@ -1,15 +1,20 @@
-"""The plan upfront: every job of the DAG with its backend, target and reason, and the groups of
-consecutive steps that share a resource shape (where one allocation could serve several steps).
-Pure: entries in, text out.
+"""The plan upfront: every job of the DAG with its backend, target and reason, its group and estimated
+start and end, then the groups of consecutive steps that share a resource shape (where one allocation
+could serve several steps), the estimated makespan and CPU/memory/GPU-hours. Pure: entries in, text out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from converged_bridge.report.text import format_duration, render_usage_table
 from converged_bridge.routing import RouteDecision
 from snakemake_executor_plugin_converged.resources import StepResources
+
+if TYPE_CHECKING:
+    from snakemake_executor_plugin_converged.schedule import PlanSchedule
 
 
 @dataclass(frozen=True)
@@ -30,37 +35,21 @@ class PlanEntry:
         return (self.backend, self.decision.target, self.resources.describe(self.decision.backend))
 
 
-@dataclass(frozen=True)
-class PlanGroup:
-    backend: str
-    target: str
-    shape: str
-    entries: tuple[PlanEntry, ...]
-
-
 def order_entries(entries: Sequence[PlanEntry]) -> list[PlanEntry]:
     """Topological level first, then rule, then job id: the order the steps can start in."""
     return sorted(entries, key=lambda e: (e.level, e.rule, e.jobid))
 
 
-def build_plan_groups(entries: Sequence[PlanEntry]) -> list[PlanGroup]:
-    """Consecutive steps (in `order_entries` order) with the same backend, target and shape."""
-    groups: list[PlanGroup] = []
-    for entry in order_entries(entries):
-        last = groups[-1] if groups else None
-        if last is not None and (last.backend, last.target, last.shape) == entry.shape_key:
-            groups[-1] = PlanGroup(last.backend, last.target, last.shape, (*last.entries, entry))
-        else:
-            groups.append(PlanGroup(*entry.shape_key, (entry,)))
-    return groups
-
-
-def render_plan(entries: Sequence[PlanEntry], *, run_id: str, namespace: str, local_jobs: int = 0) -> str:
-    """The plan as text: a table of every job, then the groups."""
+def render_plan(
+    entries: Sequence[PlanEntry], plan: PlanSchedule, *, run_id: str, namespace: str, local_jobs: int = 0
+) -> str:
+    """The plan as text: a table of every job, the groups, then the estimate."""
     ordered = order_entries(entries)
-    rows = [("LEVEL", "JOB", "RULE", "WILDCARDS", "BACKEND", "TARGET", "DECISION", "REASON")]
+    estimates = plan.schedule.estimates
+    rows = [("LEVEL", "JOB", "RULE", "WILDCARDS", "BACKEND", "TARGET", "GROUP", "START", "END", "DECISION")]
+    reasons = ["REASON"]
     for e in ordered:
-        reason = e.decision.reason
+        est = estimates.get(e.jobid) if e.decision.backend else None
         rows.append(
             (
                 str(e.level),
@@ -69,27 +58,67 @@ def render_plan(entries: Sequence[PlanEntry], *, run_id: str, namespace: str, lo
                 e.wildcards or "-",
                 e.backend,
                 e.decision.target,
+                plan.group_of(e.jobid) or "-",
+                format_duration(est.start if est else None),
+                format_duration(est.end if est else None),
                 e.decision.decision.value,
-                reason,
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+        reasons.append(e.decision.reason)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = [f"converged plan for run {run_id} in namespace {namespace}: {len(ordered)} jobs", ""]
-    for row in rows:
-        lines.append(
-            "  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
-        )
+    for row, reason in zip(rows, reasons, strict=True):
+        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) + "  " + reason)
     lines.append("")
-    groups = build_plan_groups(ordered)
-    lines.append(f"{len(groups)} groups of consecutive steps by resource shape:")
-    for number, group in enumerate(groups, start=1):
-        jobs = ", ".join(f"{e.rule}#{e.jobid}" for e in group.entries)
+    lines.append(f"{len(plan.groups)} groups of consecutive steps by resource shape:")
+    for group in plan.groups:
+        known = [estimates[j] for j in group.job_ids if j in estimates]
+        span = (
+            f"{format_duration(min(e.start for e in known))}-{format_duration(max(e.end for e in known))}"
+            if known
+            else "-"
+        )
+        jobs = ", ".join(f"{e.rule}#{e.jobid}" for e in ordered if e.jobid in group.job_ids)
         where = f"{group.backend} {group.target}"
-        lines.append(f"  [{number}] {where} | {group.shape} | {len(group.entries)} steps: {jobs}")
+        lines.append(f"  [{group.name}] {where} | {group.shape} | {len(group.job_ids)} steps, {span}: {jobs}")
     if local_jobs:
         lines.append(f"  and {local_jobs} jobs snakemake runs itself (localrules, rules without a command)")
+    lines.append("")
+    lines += render_estimate_notes(ordered, plan)
     refused = [e for e in ordered if e.decision.backend is None]
     if refused:
         lines.append("")
         lines.append(f"{len(refused)} jobs cannot run anywhere; the run would stop at the first of them.")
     return "\n".join(lines) + "\n"
+
+
+def render_estimate_notes(ordered: Sequence[PlanEntry], plan: PlanSchedule) -> list[str]:
+    """The estimated makespan, what it assumed, and the estimated CPU/memory/GPU-hours."""
+    jobs = f"snakemake --jobs {plan.max_running}" if plan.max_running else "no --jobs limit"
+    lines = [
+        f"estimated makespan {format_duration(plan.schedule.makespan)}: the DAG list-scheduled by "
+        f"critical path on the targets' whole capacity (others' work on them not counted), {jobs}"
+    ]
+    by_id = {e.jobid: e for e in ordered}
+    if plan.assumed_runtime:
+        rules = sorted({by_id[j].rule for j in plan.assumed_runtime if j in by_id})
+        lines.append(
+            f"runtime not declared: {plan.default_runtime_minutes} min assumed "
+            f"for {len(plan.assumed_runtime)} jobs "
+            f"(rules {', '.join(rules)}; declare runtime=MINUTES per rule, or --default-resources runtime=M)"
+        )
+    oversized = sorted({by_id[j].decision.target for j in plan.schedule.oversized if j in by_id})
+    if oversized:
+        lines.append(f"bigger than the whole target, simulated alone on it: jobs on {', '.join(oversized)}")
+    unknown = sorted(
+        {
+            by_id[j].decision.target
+            for j in plan.schedule.unlimited
+            if j in by_id and by_id[j].decision.backend is not None
+        }
+    )
+    if unknown:
+        lines.append(f"capacity unknown, not limited in the estimate: {', '.join(unknown)}")
+    lines.append("estimated use (resources x estimated running time):")
+    lines += ["  " + line for line in render_usage_table(plan.usage)]
+    return lines

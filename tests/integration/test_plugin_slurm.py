@@ -96,7 +96,8 @@ def test_plan_prints_every_job_and_submits_nothing(plugin_env: dict[str, str], f
     assert cp.returncode == 0, cp.stderr
     lines = cp.stdout.splitlines()
     start = lines.index(f"converged plan for run {run_id} in namespace {NS}: 4 jobs")
-    table = [line.split(None, 7) for line in lines[start + 3 : start + 7]]
+    # LEVEL JOB RULE WILDCARDS BACKEND TARGET GROUP START END DECISION REASON
+    table = [line.split(None, 10) for line in lines[start + 3 : start + 7]]
     # prep and combine go wherever the live capacity says (the cpu partition may be busy with others'
     # jobs); the GPU step can only go to the gpu partition, and its reason says why not cpu
     assert [(r[2], r[4]) for r in table] == [("prep", "slurm")] * 2 + [
@@ -104,9 +105,10 @@ def test_plan_prints_every_job_and_submits_nothing(plugin_env: dict[str, str], f
         ("combine", "slurm"),
     ]
     assert {r[5] for r in table} <= {"converged-plugin/cpu", "converged-plugin/gpu"}
-    assert table[2][5:7] == ["converged-plugin/gpu", "Explicit"]
-    assert "not slurm converged-plugin/cpu: no a100 GPUs" in table[2][7]
+    assert (table[2][5], table[2][9]) == ("converged-plugin/gpu", "Explicit")
+    assert "not slurm converged-plugin/cpu: no a100 GPUs" in table[2][10]
     assert "groups of consecutive steps by resource shape:" in cp.stdout
+    assert "estimated makespan " in cp.stdout and "GPU-h" in cp.stdout
     assert "and 1 jobs snakemake runs itself" in cp.stdout
     assert run_steps(plugin_env, run_id) == []
     assert not (flow_dir / "prep").exists()
@@ -129,6 +131,13 @@ def test_hybrid_workflow_runs_on_the_cpu_and_gpu_partitions(
         assert (status["phase"], status.get("exitCode")) == ("Succeeded", 0), status
         assert step["spec"]["backend"] == "slurm" and step["spec"]["route"]["reason"]
         assert step["metadata"]["labels"]["converged.dev/rule"] == step["spec"]["workflow"]["rule"]
+        assert "converged.dev/estimate-end" in step["metadata"]["annotations"]
+    # the plan's dependencies: train waits for both prep jobs; the run's figures when it ended
+    by_rule = {s["spec"]["workflow"]["rule"]: s for s in steps}
+    preps = sorted(s["spec"]["workflow"]["jobId"] for s in steps if s["spec"]["workflow"]["rule"] == "prep")
+    depends = by_rule["train"]["metadata"]["annotations"]["converged.dev/depends-on"]
+    assert [int(i) for i in depends.split(",")] == preps
+    assert f"converged run {run_id}: 4 steps, 4 ran, 4 estimated by the plan" in cp.stderr + cp.stdout
     # each prep step ran as Slurm job <jobId> on the partition the router chose for it
     ran = {line.split()[3]: line.split()[2] for line in combined[1:]}
     routed = {

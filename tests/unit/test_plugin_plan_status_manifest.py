@@ -1,4 +1,4 @@
-"""The plan table and groups, the step manifest of a job, and what a step's status tells snakemake."""
+"""The plan (table, groups, schedule), the step manifest of a job, what a step's status tells snakemake."""
 
 from __future__ import annotations
 
@@ -9,10 +9,18 @@ import pytest
 from snakemake_interface_common.exceptions import WorkflowError
 
 from converged_bridge.api.workflowstep import Backend, Resources, WorkflowStep
-from converged_bridge.routing import Decision, RouteDecision
+from converged_bridge.routing import (
+    CapacityView,
+    Decision,
+    RouteDecision,
+    SiteWeights,
+    SlurmClusterView,
+    SlurmPartitionView,
+)
 from snakemake_executor_plugin_converged.manifest import JobFacts, build_step_manifest
-from snakemake_executor_plugin_converged.plan import PlanEntry, build_plan_groups, render_plan
+from snakemake_executor_plugin_converged.plan import PlanEntry, render_plan
 from snakemake_executor_plugin_converged.resources import StepResources
+from snakemake_executor_plugin_converged.schedule import PlanSchedule, plan_schedule
 from snakemake_executor_plugin_converged.status import State, map_step_outcome
 
 CPU = RouteDecision(
@@ -44,41 +52,106 @@ CHAINS = [
 ]
 
 
+UPSTREAM: dict[int, tuple[int, ...]] = {3: (1,), 4: (2,), 5: (3,), 6: (4,), 7: (5,), 8: (6,)}
+SITE = CapacityView(
+    slurm=(
+        SlurmClusterView(
+            "s",
+            (
+                SlurmPartitionView("cpu", nodes=1, cpus_total=2, cpus_idle=2, mem_mib_per_node=1000),
+                SlurmPartitionView("gpu", nodes=1, cpus_total=4, gpus_total={"a100": 1}),
+            ),
+        ),
+    )
+)
+
+
+def planned(entries: list[PlanEntry], upstream: dict[int, tuple[int, ...]] = UPSTREAM) -> PlanSchedule:
+    return plan_schedule(entries, upstream, SITE, SiteWeights(), max_running=10)
+
+
 def test_groups_are_consecutive_steps_of_one_shape() -> None:
-    groups = build_plan_groups(list(reversed(CHAINS)))
-    assert [(g.target, len(g.entries)) for g in groups] == [("s/cpu", 4), ("s/gpu", 2), ("s/cpu", 2)]
-    assert [e.jobid for e in groups[0].entries] == [3, 4, 1, 2] or [e.jobid for e in groups[0].entries] == [
-        1,
-        2,
-        3,
-        4,
+    plan = planned(list(reversed(CHAINS)))
+    assert [(g.name, g.target, g.job_ids) for g in plan.groups] == [
+        ("g1", "s/cpu", (1, 2, 3, 4)),
+        ("g2", "s/gpu", (5, 6)),
+        ("g3", "s/cpu", (7, 8)),
     ]
 
 
-def test_plan_table_lists_every_job_with_backend_target_and_reason() -> None:
-    text = render_plan(
-        [*CHAINS, entry(4, 9, "report", StepResources(), KUEUE), entry(4, 10, "x", GPU1, REFUSED)],
-        run_id="sm-1",
-        namespace="team-a",
-        local_jobs=1,
-    )
+def test_the_seed_chains_share_the_one_gpu() -> None:
+    plan = planned(CHAINS)
+    # 1 min per step (none declares a runtime) after 2 s of Slurm start-up; one a100 for both analyses
+    assert {j: (e.ready, e.start, e.end) for j, e in plan.schedule.estimates.items()} == {
+        1: (0, 2, 62),
+        2: (0, 2, 62),
+        3: (62, 64, 124),
+        4: (62, 64, 124),
+        5: (124, 126, 186),
+        6: (124, 188, 248),
+        7: (186, 188, 248),
+        8: (248, 250, 310),
+    }
+    assert plan.schedule.makespan == 310
+    assert plan.usage[("slurm", "s/gpu")].gpu_hours == 2 / 60
+    assert plan.annotations([6], [4]) == {
+        "converged.dev/depends-on": "4",
+        "converged.dev/plan-group": "g2",
+        "converged.dev/estimate-ready": "124",
+        "converged.dev/estimate-start": "188",
+        "converged.dev/estimate-end": "248",
+    }
+    # a snakemake group job of 5 and 7: from the first ready to the last end, in its first member's group
+    assert plan.annotations([5, 7], [3])["converged.dev/estimate-end"] == "248"
+    assert plan.annotations([99], []) == {}
+
+
+def test_plan_table_lists_every_job_with_backend_target_group_estimate_and_reason() -> None:
+    entries = [*CHAINS, entry(4, 9, "report", StepResources(), KUEUE), entry(4, 10, "x", GPU1, REFUSED)]
+    text = render_plan(entries, planned(entries), run_id="sm-1", namespace="team-a", local_jobs=1)
     lines = text.splitlines()
     assert lines[0] == "converged plan for run sm-1 in namespace team-a: 10 jobs"
     header = lines[2].split()
-    assert header == ["LEVEL", "JOB", "RULE", "WILDCARDS", "BACKEND", "TARGET", "DECISION", "REASON"]
-    rows = [line.split(None, 7) for line in lines[3:13]]
+    assert header == [
+        "LEVEL",
+        "JOB",
+        "RULE",
+        "WILDCARDS",
+        "BACKEND",
+        "TARGET",
+        "GROUP",
+        "START",
+        "END",
+        "DECISION",
+        "REASON",
+    ]
+    rows = [line.split(None, 10) for line in lines[3:13]]
     assert [r[2] for r in rows] == ["preprocess"] * 2 + ["postprocess"] * 2 + ["analysis"] * 2 + [
         "visualization"
     ] * 2 + ["report", "x"]
-    assert rows[4][4:7] == ["slurm", "s/gpu", "OnlyFeasible"] and rows[4][7] == "slurm s/gpu: fits idle"
-    assert rows[8][4:6] == ["kueue", "team-a/real"]
-    assert rows[9][4:6] == ["REFUSED", "-"] and "no h100 GPUs" in rows[9][7]
-    assert "5 groups of consecutive steps by resource shape:" in text
-    first = "  [1] slurm s/cpu | 1 cpu, 100 MiB | 4 steps: "
+    assert rows[4][4:10] == ["slurm", "s/gpu", "g2", "2m06s", "3m06s", "OnlyFeasible"]
+    assert rows[4][10] == "slurm s/gpu: fits idle"
+    assert rows[7][6:9] == ["g3", "4m10s", "5m10s"]
+    assert rows[8][4:9] == ["kueue", "team-a/real", "g4", "3s", "1m03s"]
+    assert rows[9][4:9] == ["REFUSED", "-", "-", "-", "-"] and "no h100 GPUs" in rows[9][10]
+    assert "4 groups of consecutive steps by resource shape:" in text
+    first = "  [g1] slurm s/cpu | 1 cpu, 100 MiB | 4 steps, 2s-2m04s: "
     assert first + "preprocess#1, preprocess#2, postprocess#3, postprocess#4" in text
-    assert "  [2] slurm s/gpu | 1 cpu, 100 MiB, 1 gpu a100 | 2 steps: analysis#5, analysis#6" in text
+    assert (
+        "  [g2] slurm s/gpu | 1 cpu, 100 MiB, 1 gpu a100 | 2 steps, 2m06s-4m08s: analysis#5, analysis#6"
+        in text
+    )
     assert "and 1 jobs snakemake runs itself" in text
     assert "1 jobs cannot run anywhere" in text
+    assert "estimated makespan 5m10s: the DAG list-scheduled by critical path" in text
+    assert "snakemake --jobs 10" in text
+    assert "runtime not declared: 1 min assumed for 10 jobs (rules analysis, postprocess, preprocess," in text
+    assert "capacity unknown, not limited in the estimate: team-a/real" in text
+    usage = lines[lines.index("estimated use (resources x estimated running time):") + 1 :]
+    assert usage[0].split() == ["BACKEND", "TARGET", "CPU-h", "mem", "GiB-h", "GPU-h"]
+    assert usage[1].split() == ["kueue", "team-a/real", "0.017", "0.000", "0.000"]
+    assert usage[3].split() == ["slurm", "s/gpu", "0.033", "0.003", "0.033"]
+    assert usage[4].split() == ["total", "0.150", "0.013", "0.033"]
 
 
 def facts(**kw: Any) -> JobFacts:

@@ -1,4 +1,5 @@
 """`kubectl converged logs STEP`: a WorkflowStep's output, wherever the step ran.
+`kubectl converged report RUN > run.html`: a run's report (DAG, timeline, estimate beside measure).
 
 Installed as the executable `kubectl-converged`, which kubectl finds on PATH as a plugin.
 Slurm-backed steps: the log file from status.logPath when this machine can read it (a shared
@@ -14,11 +15,13 @@ from collections.abc import Sequence
 
 from converged_bridge.api.workflowstep import BackendKind, WorkflowStep
 from converged_bridge.backends.slurm.files import read_log_tail
+from converged_bridge.cli.report import NoSuchRun, read_run_report
 from converged_bridge.errors import BackendError
 from converged_bridge.kube.core import KubeCore, NotFound, current_namespace, load_api_client
 from converged_bridge.kube.objects import KubeObjects
 from converged_bridge.kube.pods import pod_log, pod_names
 from converged_bridge.kube.steps import WorkflowSteps
+from converged_bridge.timing import utc_now
 
 FULL_LOG = 1 << 30
 
@@ -64,8 +67,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.add_argument("step", help="WorkflowStep name")
     logs.add_argument("-n", "--namespace")
     logs.add_argument("--tail", type=int, help="only the last N lines")
+    report = sub.add_parser(
+        "report", help="print a run's report: one self-contained HTML page (DAG, timeline, figures)"
+    )
+    report.add_argument("run", help="run id (the label converged.dev/run of its WorkflowSteps)")
+    report.add_argument("-n", "--namespace")
+    report.add_argument("--summary", action="store_true", help="the figures as text instead")
     args = parser.parse_args(argv)
     namespace = args.namespace or current_namespace(args.kubeconfig)
+    if args.command == "report":
+        return run_report(args.kubeconfig, namespace, args.run, args.summary)
     try:
         objects = KubeObjects(KubeCore(load_api_client(args.kubeconfig), field_manager="kubectl-converged"))
         step = WorkflowStep.model_validate(WorkflowSteps(objects).get_step(namespace, args.step))
@@ -78,6 +89,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     if note:
         print(f"note: {note}", file=sys.stderr)
+    sys.stdout.write(text)
+    return 0
+
+
+def run_report(kubeconfig: str | None, namespace: str, run_id: str, summary: bool) -> int:
+    try:
+        objects = KubeObjects(KubeCore(load_api_client(kubeconfig), field_manager="kubectl-converged"))
+        text = read_run_report(WorkflowSteps(objects), namespace, run_id, now=utc_now(), summary=summary)
+    except (NoSuchRun, BackendError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     sys.stdout.write(text)
     return 0
 
