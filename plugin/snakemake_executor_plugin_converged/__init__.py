@@ -162,6 +162,15 @@ class ExecutorSettings(ExecutorSettingsBase):
             "type": float,
         },
     )
+    keep_finished: int | None = field(
+        default=None,
+        metadata={
+            "help": "Seconds the controller keeps this run's WorkflowSteps (its record: kubectl get wfs, "
+            "kubectl converged report) after the run finished, then deletes them. Default: the "
+            "controller's (7 days on a deployed converged-daemon).",
+            "type": int,
+        },
+    )
     run_id: str | None = field(
         default=None,
         metadata={
@@ -183,6 +192,8 @@ class ExecutorSettings(ExecutorSettingsBase):
             )
             if getattr(self, name) <= 0
         ]
+        if self.keep_finished is not None and not 0 <= self.keep_finished <= 31_536_000:
+            out.append("--converged-keep-finished must be between 0 and 31536000 seconds (a year)")
         for name in ("image", "slurm_image"):
             value = getattr(self, name)
             if value is not None and (not value.strip() or value.startswith("-")):
@@ -375,6 +386,7 @@ class Executor(RemoteExecutor):
             # cache in the workflow directory unless the user passes XDG_CACHE_HOME with --envvars
             env={"XDG_CACHE_HOME": f"{self.working_dir}/.snakemake/converged-cache", **self.envvars()},
             annotations=self.plan.annotations(ident.members, upstream_jobids(self.workflow.dag, job)),
+            keep_finished_seconds=self.settings.keep_finished,
         )
         manifest = build_step_manifest(facts, resources, decision)
         if self.embedded:  # our own controller drives this run's steps; a deployed one leaves them alone

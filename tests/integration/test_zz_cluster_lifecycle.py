@@ -173,16 +173,28 @@ def test_down_leaves_no_process_or_mount_of_ours_and_up_restores(
     finally:
         cluster("up")
     assert cluster("status").returncode == 0
-    # no container or sandbox came back with the cluster: the only ones are the pods that exist now
-    # (the site's daemon Deployment makes its pods again; the sleeper was deleted by down)
+    # no container or sandbox came back with the cluster: the only ones are those of pods that exist now
+    # (the site's daemon Deployment makes its pods again; the sleeper was deleted by down). A pod deleted
+    # moments ago may still have its containers while the kubelet stops them: hence the wait.
     ctr = ["ctr", f"--address={cluster_env['CONTAINERD_ADDRESS']}", "--namespace=k8s.io", "containers"]
-    ids = subprocess.run([*ctr, "ls", "-q"], capture_output=True, text=True, check=True).stdout.split()
-    pods = set()
-    for container in ids:
-        info = json.loads(
-            subprocess.run([*ctr, "info", container], capture_output=True, text=True, check=True).stdout
-        )
-        pods.add(info["Labels"].get("io.kubernetes.pod.name"))
-    existing = {p.metadata.name for p in client.CoreV1Api(kube_api).list_pod_for_all_namespaces().items}
-    assert sleeper not in pods
-    assert pods <= existing, pods - existing
+
+    def strays() -> set[str | None]:
+        pods = set()
+        for container in subprocess.run(
+            [*ctr, "ls", "-q"], capture_output=True, text=True, check=True
+        ).stdout.split():
+            info = subprocess.run([*ctr, "info", container], capture_output=True, text=True)
+            if info.returncode == 0:  # gone meanwhile: not a stray
+                pods.add(json.loads(info.stdout)["Labels"].get("io.kubernetes.pod.name"))
+        existing = {p.metadata.name for p in client.CoreV1Api(kube_api).list_pod_for_all_namespaces().items}
+        return pods - existing
+
+    deadline = time.monotonic() + 90
+    while strays() and time.monotonic() < deadline:
+        time.sleep(2)
+    assert strays() == set()
+    assert (
+        not client.CoreV1Api(kube_api)
+        .list_namespaced_pod("default", field_selector=f"metadata.name={sleeper}")
+        .items
+    )

@@ -95,6 +95,7 @@ def full_step() -> Schema:
             },
             "slurm": {"cluster": "hpc", "partition": "gpu", "account": "lab", "qos": "normal"},
             "kueue": {"localQueue": "default", "priorityClass": "high"},
+            "ttlSecondsAfterFinished": 86400,
         },
         "status": {
             "phase": "Running",
