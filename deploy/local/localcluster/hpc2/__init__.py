@@ -43,6 +43,8 @@ from .shape import (
     paths,
 )
 
+__all__ = ["CLUSTER", "down", "env", "health", "in_root", "mint_token", "nodes", "run", "up"]
+
 RESTD_PROBE_VERSION = "v0.0.45"  # the newest data parser 26.05 serves
 
 
