@@ -268,6 +268,16 @@ def test_squeue_json_of_26_05_is_read_in_its_default_v0045() -> None:
     assert {j.state for j in parse_squeue_json(default)} == {JobState.RUNNING, JobState.PENDING}
 
 
+def test_squeue_json_lists_finished_jobs_only_when_asked_for_every_state() -> None:
+    """The CLI transport finds a finished job only in `squeue --json --states=all` on 23.11+."""
+    assert parse_squeue_json(body("squeue-finished.json")) == []
+    jobs = parse_squeue_json(body("squeue-states-all.json"))
+    assert {j.state for j in jobs} == {JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED}
+    failed = [j for j in jobs if j.state is JobState.FAILED]
+    assert failed and all((j.exit_code, j.reason, j.user) == (7, "NonZeroExitCode", "bob") for j in failed)
+    assert all(j.step_uid and j.end_time and j.stdout.endswith(f"converged-{j.step_uid}.log") for j in jobs)
+
+
 def test_sinfo_json_of_26_05_gives_the_capacity_restd_gives() -> None:
     for name in ("sinfo.json", "sinfo-v0.0.42.json"):
         reading = parse_sinfo_json(body(name))

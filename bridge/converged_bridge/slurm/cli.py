@@ -104,7 +104,10 @@ class CliTransport:
         return int(first)
 
     def list_jobs(self) -> list[SlurmJob]:
-        out = self._run(["squeue", "--json"])
+        """Every job slurmctld still holds, finished ones included. 22.05's `squeue --json` lists them
+        unasked; 23.11+ list only pending and running jobs unless asked for every state (24.11's and
+        26.05's `squeue-finished.json`), and a step whose job left the listing would never finish."""
+        out = self._run(["squeue", "--json", "--states=all"])
         try:
             doc = json.loads(out)
         except ValueError as e:
