@@ -62,6 +62,11 @@ def test_hpc2_daemons_are_pivot_rooted_so_user_namespaces_work(cluster_env: dict
     pid = int((RUN / "hpc2-slurmd-h2n1.pid").read_text().split()[0])
     assert os.readlink(f"/proc/{pid}/root") == "/"
     assert os.stat(f"/proc/{pid}/ns/mnt").st_ino != os.stat("/proc/self/ns/mnt").st_ino
-    assert os.readlink(f"/proc/{pid}/exe") == "/usr/sbin/slurmd-wlm"  # sid's (hpc1's: /usr/sbin/slurmd)
+    # its "/" is the sid tree, read-only (mountinfo fields: id parent dev root mount-point options)
+    (root,) = [
+        ln.split() for ln in Path(f"/proc/{pid}/mountinfo").read_text().splitlines() if ln.split()[4] == "/"
+    ]
+    sid = Path(os.environ.get("CONVERGED_CACHE", "/var/cache/converged")).resolve()
+    assert root[3].startswith(f"{sid}/slurm-sid-") and root[3].endswith("/root") and root[5].startswith("ro,")
     cp = hpc2_exec(cluster_env, "unshare", "--user", "--map-root-user", "id", "-u", user="alice")
     assert (cp.returncode, cp.stdout) == (0, "0\n"), cp.stderr
