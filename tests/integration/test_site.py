@@ -109,7 +109,7 @@ def slurm_tokens(env: dict[str, str]) -> list[str]:
     return [
         base64.b64decode(s["data"]["token"]).decode()
         for s in secrets
-        if s["metadata"]["name"].startswith("slurm-token-")
+        if s["metadata"]["name"].startswith("slurm-") and "-token-" in s["metadata"]["name"]  # hpc1 and hpc2
     ]
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import time
 import uuid
@@ -41,15 +42,28 @@ EXPECTED = {
     "slurmd g1",
     "slurmrestd",
     "apptainer",
+    "hpc2 slurmdbd",
+    "hpc2 slurmctld",
+    "hpc2 slurmd h2n1",
+    "hpc2 slurmd h2n2",
+    "hpc2 slurmd h2big",
+    "hpc2 slurmrestd",
+    "hpc2 apptainer",
     "user environment",
     "site daemon",
 }
+# Debian installs slurmctld, slurmd and slurmstepd as -wlm behind alternatives (the kernel names those);
+# hpc2's daemons are sid's, named as their own root sees them: the same paths
 SLURM_EXES = {
     "/usr/sbin/munged",
     "/usr/sbin/mariadbd",
     "/usr/sbin/slurmdbd",
     "/usr/sbin/slurmctld",
+    "/usr/sbin/slurmctld-wlm",
     "/usr/sbin/slurmd",
+    "/usr/sbin/slurmd-wlm",
+    "/usr/sbin/slurmstepd",
+    "/usr/sbin/slurmstepd-wlm",
     "/usr/sbin/slurmrestd",
 }
 # the real node's runtime, from Debian (kubelet itself is a cached build)
@@ -79,11 +93,13 @@ def our_processes(cache: Path) -> list[tuple[int, str]]:
     return found
 
 
-def eventually_running(job_id: str, timeout: float = 30) -> None:
+def eventually_running(job_id: str, timeout: float = 30, squeue: list[str] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         state = subprocess.run(
-            ["squeue", "--noheader", "--jobs", job_id, "--format=%T"], capture_output=True, text=True
+            [*(squeue or ["squeue"]), "--noheader", "--jobs", job_id, "--format=%T"],
+            capture_output=True,
+            text=True,
         ).stdout.strip()
         if state == "RUNNING":
             return
@@ -156,6 +172,15 @@ def test_down_leaves_no_process_or_mount_of_ours_and_up_restores(
         check=True,
     ).stdout.strip()
     eventually_running(job)
+    # nor hpc2's
+    hpc2 = [*shlex.split(cluster_env["CONVERGED_HPC2_EXEC"]), "--"]
+    hpc2_job = subprocess.run(
+        [*hpc2, "sbatch", "--parsable", "--output=/dev/null", "--chdir=/tmp", "--wrap=sleep 300"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    eventually_running(hpc2_job, squeue=[*hpc2, "squeue"])
     # nor may a running pod's containers, sandbox, network namespace or mounts
     netns_before = network_namespaces()
     sleeper = real_node_sleeper(
