@@ -184,6 +184,19 @@ def main() -> int:
     parser.add_argument("--kubeconfig", default="/var/lib/converged-local/kubeconfig")
     args = parser.parse_args()
     core = KubeCore(load_api_client(args.kubeconfig), field_manager="bench")
+    queue = {  # the kwok ClusterQueue, reachable from the bench namespace (as in bench/controller_steps.py)
+        "apiVersion": "kueue.x-k8s.io/v1beta2",
+        "kind": "LocalQueue",
+        "metadata": {"name": "default", "namespace": NS},
+        "spec": {"clusterQueue": "default"},
+    }
+    subprocess.run(
+        [KUBECTL, f"--kubeconfig={args.kubeconfig}", "apply", "-f", "-"],
+        input=json.dumps(queue),
+        text=True,
+        capture_output=True,
+        check=True,
+    )
     results = []
     for _ in range(args.rounds):
         for side in ("alone", "converged"):
