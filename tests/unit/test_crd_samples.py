@@ -139,6 +139,7 @@ def full_cluster() -> Schema:
             "cli": {"binDir": "/usr/bin", "slurmConf": "/etc/slurm/slurm.conf"},
             "userMapping": [{"namespace": "lab-a", "user": "alice", "tokenSecretRef": secret}],
             "containerRuntime": "apptainer",
+            "mpi": False,
             "bindPaths": ["/scratch"],
             "defaults": {"partition": "cpu", "account": "lab", "qos": "normal"},
             "partitions": ["cpu", "gpu"],

@@ -56,9 +56,11 @@ def token_ref(user: str, cluster: str = CLUSTER) -> dict[str, str]:
 
 
 def build_slurm_cluster(layout: Layout, cluster: str = CLUSTER) -> dict[str, Any]:
-    port, binds = layout.ports.slurmrestd, slurm.bind_paths(layout)
+    port, binds, mpi = layout.ports.slurmrestd, slurm.bind_paths(layout), True
     if cluster == CLUSTER2:
-        port, binds = layout.ports.hpc2_slurmrestd, [str(layout.shared)]
+        # no MPI there: its ranks start with srun from inside the step image, and sid's srun needs a
+        # newer C library than the (bookworm) step image has
+        port, binds, mpi = layout.ports.hpc2_slurmrestd, [str(layout.shared)], False
     return {
         "apiVersion": "converged.dev/v1alpha1",
         "kind": "SlurmCluster",
@@ -74,6 +76,7 @@ def build_slurm_cluster(layout: Layout, cluster: str = CLUSTER) -> dict[str, Any
                 {"namespace": u, "user": u, "tokenSecretRef": token_ref(u, cluster)} for u in USERS
             ],
             "containerRuntime": "apptainer",
+            "mpi": mpi,
             "bindPaths": binds,
             "defaults": {"partition": "cpu", "account": "default"},
         },
