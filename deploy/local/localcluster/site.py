@@ -248,7 +248,7 @@ def up(layout: Layout) -> None:
         home.mkdir(parents=True, exist_ok=True)
         shutil.chown(home, pw.pw_uid, pw.pw_gid)
     (layout.shared / "users").chmod(0o755)
-    tokens = {(CLUSTER, user): slurm.mint_token(user, TOKEN_LIFESPAN_S) for user in ("root", *USERS)}
+    tokens = {(CLUSTER, user): slurm.mint_token(layout, user, TOKEN_LIFESPAN_S) for user in ("root", *USERS)}
     tokens |= {(CLUSTER2, user): hpc2.mint_token(layout, user, TOKEN_LIFESPAN_S) for user in ("root", *USERS)}
     _apply(layout, build_site_objects(layout, tokens, ids))
     for user in USERS:

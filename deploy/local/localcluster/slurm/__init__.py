@@ -12,7 +12,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from .. import packages, procs
+from .. import jwt, packages, procs
 from ..layout import Layout
 from ..procs import ClusterError
 from .accounting import ensure_step_users, grant_slurm_db_user, init_mariadb, register_accounting
@@ -50,13 +50,9 @@ PACKAGES: list[str] = [
 # ---------------------------------------------------------------- public API
 
 
-def mint_token(user: str, lifespan_s: int = 3600) -> str:
-    """A Slurm JWT for `user` (we are root, so any user)."""
-    cp = procs.run(["scontrol", "token", f"username={user}", f"lifespan={lifespan_s}"])
-    for line in cp.stdout.splitlines():
-        if line.startswith("SLURM_JWT="):
-            return line.split("=", 1)[1].strip()
-    raise ClusterError(f"scontrol token printed no SLURM_JWT: {cp.stdout.strip()[:200]}")
+def mint_token(layout: Layout, user: str, lifespan_s: int = 3600) -> str:
+    """A Slurm JWT for `user`, signed with the cluster's key (no slurmctld needed: see jwt.py)."""
+    return jwt.mint(paths(layout).jwt_key, user, lifespan_s)
 
 
 # What an MPI step's container needs to call the host's srun from inside (bindPaths of the
@@ -83,7 +79,7 @@ def env(layout: Layout) -> dict[str, str]:
     return {
         "CONVERGED_SLURM_BIND_PATHS": ",".join(bind_paths(layout)),
         "SLURMRESTD_URL": f"http://127.0.0.1:{layout.ports.slurmrestd}",
-        "SLURM_JWT": mint_token("root", TOKEN_LIFESPAN_S),
+        "SLURM_JWT": mint_token(layout, "root", TOKEN_LIFESPAN_S),
         "SLURM_CLUSTER": CLUSTER,
         "SLURM_CONF": str(SLURM_CONF),
         "SLURMRESTD_API_VERSION": API_VERSION,
@@ -140,7 +136,7 @@ def up(layout: Layout) -> None:
     register_accounting()
     procs.start_and_wait(layout, slurmctld(), probe_slurmctld, 90)
     _up_nodes(layout)
-    token = mint_token("root", 600)
+    token = mint_token(layout, "root", 600)
     procs.start_and_wait(layout, slurmrestd(layout), lambda: probe_restd(layout, token), 60)
 
 
@@ -198,7 +194,7 @@ def health(layout: Layout) -> list[tuple[str, bool, str]]:
 
 def _probe_restd_fresh(layout: Layout) -> tuple[bool, str]:
     try:
-        token = mint_token("root", 300)
+        token = mint_token(layout, "root", 300)
     except (ClusterError, OSError) as e:
         return False, f"no token: {e}"
     return probe_restd(layout, token)
