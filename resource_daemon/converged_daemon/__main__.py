@@ -39,6 +39,7 @@ HELP = {
     "node_lease_seconds": "duration of the virtual Nodes' heartbeat Leases",
     "status_refresh": "rewrite an unchanged SlurmCluster status this often at most (seconds)",
     "clusters": "mirror only these SlurmClusters (comma-separated; default all)",
+    "slurm_wait": "seconds a cycle waits for the clusters' answers; a later answer is planned next cycle",
     "namespace": "namespace of the leader-election Lease",
     "name": "name of the leader-election Lease",
     "lease_seconds": "a silent leader is replaced after this many seconds",

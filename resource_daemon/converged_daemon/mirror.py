@@ -5,6 +5,10 @@ ClusterQueues (label selector), and per SlurmCluster one capacity query (2 Slurm
 `partition_refresh_cycles` cycles, see the transports' `query_capacity`). Writes: only what plan()
 returns — nothing when nothing changed — plus the Lease heartbeat of each virtual Node every
 `node_lease_renew` seconds, so the node-lifecycle controller keeps them Ready.
+
+The clusters are queried side by side, and a cycle waits at most `slurm_wait` seconds for them: a
+cluster whose slurmrestd is slow to answer (it waits MessageTimeout for a slurmctld that is down) is
+planned by the cycle after its answer arrives, and no other cluster's mirror waits for it.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Collection
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -50,6 +55,7 @@ class MirrorSettings:
     node_lease_seconds: int = 40  # the heartbeat Lease's duration (the node-monitor grace period)
     status_refresh: float = 300.0  # rewrite an unchanged SlurmCluster status this often at most
     clusters: tuple[str, ...] = field(default=())  # mirror only these SlurmClusters; all when empty
+    slurm_wait: float = 5.0  # seconds a cycle waits for Slurm's answers; later ones go to the next cycle
 
 
 @dataclass
@@ -89,6 +95,10 @@ class Mirror:
         # (node name, uid) -> monotonic time of its last heartbeat: a recreated Node is a new key,
         # and a key that is absent was never renewed (due at once, however young the clock is)
         self._renewed: dict[tuple[str, str], float] = {}
+        # cluster -> its capacity query under way (with the CPU seconds its parsing took), kept across
+        # cycles until it answers: one query at a time per cluster
+        self._reading: dict[str, Future[tuple[Reading, float]]] = {}
+        self._readers = ThreadPoolExecutor(4, "converged-slurm-read")
         self.cycles = 0
         self.last_cycle_end: float | None = None  # monotonic; None before the first cycle ends
         self._stop = threading.Event()
@@ -127,6 +137,7 @@ class Mirror:
                 log.exception("heartbeat failed; continuing")
 
     def close(self) -> None:
+        self._readers.shutdown(wait=False, cancel_futures=True)
         for transport, _ in self._transports.values():
             transport.close()
         self._transports.clear()
@@ -149,17 +160,25 @@ class Mirror:
         ]
         self._track_nodes(observed, served)
         refresh = self.cycles % max(1, self.settings.partition_refresh_cycles) == 0
+        specs: dict[str, tuple[dict[str, Any], SlurmClusterSpec]] = {}
         for obj in clusters:
             name = str(obj["metadata"]["name"])
             if name not in served:
                 continue
             try:
-                spec = SlurmClusterSpec.model_validate(obj.get("spec") or {})
+                specs[name] = obj, SlurmClusterSpec.model_validate(obj.get("spec") or {})
             except ValidationError as e:
                 report.errors.append(f"SlurmCluster {name} is invalid: {e.errors()[0]['msg']}")
+        for name, (_, spec) in specs.items():
+            if name not in self._reading:
+                self._reading[name] = self._start_reading(name, spec, refresh)
+        wait([self._reading[n] for n in specs], timeout=self.settings.slurm_wait)
+        for name, (obj, spec) in specs.items():
+            if not self._reading[name].done():
+                log.info("SlurmCluster %s: Slurm has not answered yet; planned when it does", name)
                 continue
+            reading, cpu_seconds = self._reading.pop(name).result()
             cpu = time.thread_time()
-            reading = self._read_slurm(name, spec, refresh)
             actions = plan(
                 name,
                 spec,
@@ -172,8 +191,9 @@ class Mirror:
                     status_refresh_seconds=self.settings.status_refresh, kueue_version=kueue
                 ),
             )
-            report.cpu_seconds += time.thread_time() - cpu
-            self._metrics.plan_cpu_seconds.observe(time.thread_time() - cpu)
+            cpu_seconds += time.thread_time() - cpu
+            report.cpu_seconds += cpu_seconds
+            self._metrics.plan_cpu_seconds.observe(cpu_seconds)
             report.snapshots[name] = reading
             self._record(name, reading)
             errors = self.execute(actions, report)
@@ -203,18 +223,38 @@ class Mirror:
         self._node_uids = uids
         self._renewed = {key: t for key, t in self._renewed.items() if uids.get(key[0]) == key[1]}
 
-    def _read_slurm(self, name: str, spec: SlurmClusterSpec, refresh: bool) -> Reading:
+    def _start_reading(
+        self, name: str, spec: SlurmClusterSpec, refresh: bool
+    ) -> Future[tuple[Reading, float]]:
+        """Cluster `name`'s capacity query, on a reader thread (its transport made here, on the loop's)."""
         try:
             transport = self._transport(name, spec)
-            if not isinstance(transport, CapacitySource):
-                return SlurmUnreachable(f"the {spec.transport} transport cannot report capacity")
-            return transport.query_capacity(refresh_partitions=refresh)
         except BackendError as e:
-            log.warning("SlurmCluster %s: Slurm unreachable: %s", name, e)
-            return SlurmUnreachable(str(e))
+            done: Future[tuple[Reading, float]] = Future()
+            done.set_result((self._unreachable(name, e), 0.0))
+            return done
+        return self._readers.submit(self._read_slurm, name, transport, spec, refresh)
+
+    def _read_slurm(
+        self, name: str, transport: SlurmTransport, spec: SlurmClusterSpec, refresh: bool
+    ) -> tuple[Reading, float]:
+        """(the reading, the CPU seconds of this thread it took: parsing, not waiting)."""
+        cpu = time.thread_time()
+        try:
+            if not isinstance(transport, CapacitySource):
+                return SlurmUnreachable(f"the {spec.transport} transport cannot report capacity"), 0.0
+            reading: Reading = transport.query_capacity(refresh_partitions=refresh)
+        except BackendError as e:
+            reading = self._unreachable(name, e)
         except ValueError as e:  # a SlurmParseError: an answer we cannot read is no capacity either
             log.warning("SlurmCluster %s: unreadable answer: %s", name, e)
-            return SlurmUnreachable(f"unreadable Slurm answer: {e}")
+            reading = SlurmUnreachable(f"unreadable Slurm answer: {e}")
+        return reading, time.thread_time() - cpu
+
+    @staticmethod
+    def _unreachable(name: str, error: BackendError) -> SlurmUnreachable:
+        log.warning("SlurmCluster %s: Slurm unreachable: %s", name, error)
+        return SlurmUnreachable(str(error))
 
     def _transport(self, name: str, spec: SlurmClusterSpec) -> SlurmTransport:
         held = self._transports.get(name)

@@ -36,7 +36,8 @@ class Objects:
         self.writes.append(("apply", plural, name))
         obj = self.store.setdefault((plural, name), {"metadata": {"name": name, "uid": str(uuid.uuid4())}})
         obj.update({k: v for k, v in body.items() if k != "metadata"})
-        obj["metadata"] = {**body.get("metadata", {}), "uid": obj["metadata"]["uid"], "name": name}
+        uid = obj["metadata"].get("uid") or str(uuid.uuid4())
+        obj["metadata"] = {**body.get("metadata", {}), "uid": uid, "name": name}
         return obj
 
     def delete(self, kind: Kind, name: str, **_: Any) -> None:

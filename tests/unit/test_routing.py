@@ -180,3 +180,40 @@ def test_route_is_deterministic_for_equal_candidates() -> None:
     twin = SlurmClusterView(name="a-site", partitions=(CPU,))
     capacity = CapacityView(slurm=(SLURM, twin))
     assert {route(req(), capacity, W).target for _ in range(5)} == {"a-site/cpu"}
+
+
+def test_memory_beyond_every_flavor_quota_rules_kueue_out_with_the_figures() -> None:
+    """A 64 GB step on a site whose only big-memory nodes are on Slurm: Kueue is no candidate."""
+    small = KueueQueueView(
+        local_queue="team-a/real",
+        cluster_queue="real",
+        flavors=(KueueFlavorView(name="real", cpu_quota_milli=2000, memory_quota_mib=8192),),
+    )
+    bigmem = SlurmPartitionView(
+        name="bigmem", nodes=1, cpus_total=4, cpus_idle=4, mem_mib_per_node=257000, max_time_minutes=1440
+    )
+    site = CapacityView(
+        slurm=(SlurmClusterView(name="hpc2", partitions=(bigmem,)),),
+        kueue=(small,),
+        operators=frozenset({Operator.JOB}),
+    )
+    d = route(req(has_image=True, mem_mib=64000), site, W)
+    assert (d.backend, d.slurm_partition, d.decision) == (Backend.SLURM, "bigmem", Decision.ONLY_FEASIBLE)
+    assert (
+        "not kueue team-a/real: needs 64000 MiB of memory, the largest flavor quota is 8192 MiB" in d.reason
+    )
+    refused = route(req(has_image=True, mem_mib=64000, preference=Preference.KUEUE), site, W)
+    assert refused.decision == Decision.REFUSED and "8192 MiB" in refused.reason
+    # memory in use counts for the wait: a flavor with its memory taken has no free quota now
+    busy = KueueFlavorView(name="real", cpu_quota_milli=2000, memory_quota_mib=8192, memory_used_mib=8000)
+    fits = route(
+        req(has_image=True, mem_mib=4000, preference=Preference.KUEUE),
+        CapacityView(
+            kueue=(KueueQueueView(local_queue="team-a/real", cluster_queue="real", flavors=(busy,)),),
+        ),
+        W,
+    )
+    assert fits.backend == Backend.KUEUE and "expected wait" in fits.reason
+    # a ClusterQueue that does not cover memory sets no memory limit
+    free = route(req(has_image=True, mem_mib=64000, preference=Preference.KUEUE), BOTH, W)
+    assert free.backend == Backend.KUEUE

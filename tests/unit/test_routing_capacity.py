@@ -68,6 +68,12 @@ def test_kueue_queue_quota_usage_and_gpu_model_from_flavor_labels() -> None:
     assert (flavors["kwok"].cpu_quota_milli, flavors["kwok"].gpu_quota) == (24000, 0)
     assert (flavors["kwok-gpu"].cpu_quota_milli, flavors["kwok-gpu"].gpu_quota) == (8000, 2)
     assert flavors["kwok-gpu"].gpu_model == "a100" and flavors["kwok"].gpu_model is None
+    assert (flavors["kwok"].memory_quota_mib, flavors["kwok-gpu"].memory_quota_mib) == (96 * 1024, 32 * 1024)
+    uncovered = load("clusterqueue-default.json")
+    for flavor in uncovered["spec"]["resourceGroups"][0]["flavors"]:
+        flavor["resources"] = [r for r in flavor["resources"] if r["name"] != "memory"]
+    view = map_kueue_queue(load("localqueue-default.json"), uncovered, [])
+    assert {f.memory_quota_mib for f in view.flavors} == {None}  # no memory quota: no memory limit
 
 
 def test_kueue_usage_and_pending_raise_the_expected_wait() -> None:

@@ -151,3 +151,15 @@ def test_the_batch_router_places_exactly_as_routing_and_charging_one_step_at_a_t
     batched = route_batch(requests, replace(BOTH, slurm=(replace(SLURM, partitions=(busy, GPU)),)), W)
     assert [(d.target, d.expected_wait_seconds) for d in batched] == expected
     assert len(targets(batched)) == 4
+
+
+def test_kueue_steps_are_admitted_only_as_far_as_the_memory_quota_goes() -> None:
+    """The local Kueue's real flavor: 2 CPUs and 8 GiB; 3 GiB steps of one CPU fit two at a time by CPU
+    and by memory, 5 GiB steps only one at a time, by memory."""
+    real = replace(REAL, flavors=(replace(REAL.flavors[0], memory_quota_mib=8192),))
+    kueue = CapacityView(kueue=(real,))
+    for mem, admitted in ((3072, 2), (5120, 1)):
+        step = req(has_image=True, mem_mib=mem, preference=Preference.KUEUE)
+        (queue,) = charge(kueue, step, route(step, kueue, W), count=3).kueue
+        assert (queue.admitted_workloads, queue.pending_workloads) == (admitted, 3 - admitted)
+        assert queue.flavors[0].memory_used_mib == admitted * mem

@@ -74,6 +74,9 @@ def map_slurm_cluster(cluster: SlurmCluster) -> SlurmClusterView:
     )
 
 
+MIB = 1024 * 1024
+
+
 def _amount(value: Any) -> float:
     """A Kubernetes quantity ("500m", "2", "8Gi") as a number; 0 when it is not one."""
     parsed = parse_quantity(value)
@@ -107,6 +110,8 @@ def map_kueue_queue(
             name=name,
             cpu_quota_milli=round(amounts.get("cpu", 0) * 1000),
             cpu_used_milli=round(used.get(name, {}).get("cpu", 0) * 1000),
+            memory_quota_mib=round(amounts["memory"] / MIB) if "memory" in amounts else None,
+            memory_used_mib=round(used.get(name, {}).get("memory", 0) / MIB),
             gpu_quota=int(amounts.get(GPU_RESOURCE, 0)),
             gpu_used=int(used.get(name, {}).get(GPU_RESOURCE, 0)),
             gpu_model=labels.get(name, {}).get(GPU_MODEL_LABEL),

@@ -11,11 +11,10 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from converged_bridge.api.workflowstep import Backend
-from converged_bridge.routing.kueue_rules import kueue_flavors
+from converged_bridge.routing.kueue_rules import kueue_flavors, memory_mib
 from converged_bridge.routing.slurm_rules import gpus_of_model
 from converged_bridge.routing.types import (
     CapacityView,
-    KueueFlavorView,
     KueueQueueView,
     RouteDecision,
     SlurmPartitionView,
@@ -90,6 +89,7 @@ def take_gpus(idle: Mapping[str, int], model: str | None, n: int) -> Mapping[str
 def charge_queue(q: KueueQueueView, request: StepRequest, count: int) -> KueueQueueView:
     cpu_milli = request.shape.tasks * request.shape.cpus * 1000
     gpus = request.shape.gpus * request.shape.nodes
+    memory = memory_mib(request)
     fitting = {f.name for f in kueue_flavors(request, q)}
     flavors, admitted = [], 0
     for f in q.flavors:  # Kueue tries the flavors in order
@@ -98,15 +98,15 @@ def charge_queue(q: KueueQueueView, request: StepRequest, count: int) -> KueueQu
             room = (f.cpu_quota_milli - f.cpu_used_milli) // cpu_milli if cpu_milli else count
             if gpus:
                 room = min(room, (f.gpu_quota - f.gpu_used) // gpus)
+            if memory and f.memory_quota_mib is not None:
+                room = min(room, (f.memory_quota_mib - f.memory_used_mib) // memory)
             take = max(0, min(count - admitted, room))
         flavors.append(
-            KueueFlavorView(
-                f.name,
-                f.cpu_quota_milli,
-                f.cpu_used_milli + take * cpu_milli,
-                f.gpu_quota,
-                f.gpu_used + take * gpus,
-                f.gpu_model,
+            replace(
+                f,
+                cpu_used_milli=f.cpu_used_milli + take * cpu_milli,
+                gpu_used=f.gpu_used + take * gpus,
+                memory_used_mib=f.memory_used_mib + take * memory,
             )
             if take
             else f

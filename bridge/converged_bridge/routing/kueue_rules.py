@@ -55,14 +55,21 @@ def kueue_flavors(request: StepRequest, q: KueueQueueView) -> list[KueueFlavorVi
     """The flavors whose quota can ever hold the step (and that have its GPU model)."""
     cpu_milli = request.shape.tasks * request.shape.cpus * 1000
     gpus = request.shape.gpus * request.shape.nodes
+    memory = memory_mib(request)
     model = request.shape.gpu_model.lower() if request.shape.gpu_model else None
     return [
         f
         for f in q.flavors
         if f.cpu_quota_milli >= cpu_milli
         and f.gpu_quota >= gpus
+        and (f.memory_quota_mib is None or f.memory_quota_mib >= memory)
         and (not gpus or model is None or (f.gpu_model or "").lower() == model)
     ]
+
+
+def memory_mib(request: StepRequest) -> int:
+    """The memory the step asks of a ClusterQueue: its memory per node on each of its nodes."""
+    return (request.shape.mem_mib or 0) * request.shape.nodes
 
 
 def kueue_misfit(request: StepRequest, q: KueueQueueView) -> tuple[str, tuple[Any, ...]]:
@@ -77,6 +84,10 @@ def kueue_misfit(request: StepRequest, q: KueueQueueView) -> tuple[str, tuple[An
             return "no flavor with {}GPUs", (
                 f"{request.shape.gpu_model} " if request.shape.gpu_model else "",
             )
+    memory = memory_mib(request)
+    quotas = [f.memory_quota_mib for f in q.flavors if f.memory_quota_mib is not None]
+    if memory and quotas and all(quota < memory for quota in quotas):
+        return "needs {} MiB of memory, the largest flavor quota is {} MiB", (memory, max(quotas))
     return "needs {} CPUs{}, no flavor has that quota", (
         request.shape.tasks * request.shape.cpus,
         f" and {request.shape.gpus * request.shape.nodes} GPUs" if request.shape.gpus else "",
@@ -86,8 +97,13 @@ def kueue_misfit(request: StepRequest, q: KueueQueueView) -> tuple[str, tuple[An
 def kueue_free_flavor(request: StepRequest, flavors: list[KueueFlavorView]) -> KueueFlavorView | None:
     cpu_milli = request.shape.tasks * request.shape.cpus * 1000
     gpus = request.shape.gpus * request.shape.nodes
+    memory = memory_mib(request)
     for f in flavors:
-        if f.cpu_quota_milli - f.cpu_used_milli >= cpu_milli and f.gpu_quota - f.gpu_used >= gpus:
+        if (
+            f.cpu_quota_milli - f.cpu_used_milli >= cpu_milli
+            and f.gpu_quota - f.gpu_used >= gpus
+            and (f.memory_quota_mib is None or f.memory_quota_mib - f.memory_used_mib >= memory)
+        ):
             return f
     return None
 

@@ -80,11 +80,14 @@ class SlurmClusterView:
 
 @dataclass(frozen=True)
 class KueueFlavorView:
-    """One ResourceFlavor of a ClusterQueue: quota and what is in use (CPUs in millicores)."""
+    """One ResourceFlavor of a ClusterQueue: quota and what is in use (CPUs in millicores, memory in
+    MiB; no memory quota when the ClusterQueue does not cover memory)."""
 
     name: str
     cpu_quota_milli: int = 0
     cpu_used_milli: int = 0
+    memory_quota_mib: int | None = None
+    memory_used_mib: int = 0
     gpu_quota: int = 0
     gpu_used: int = 0
     gpu_model: str | None = None  # from the flavor's converged.dev/gpu-model node label
