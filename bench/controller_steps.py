@@ -41,6 +41,7 @@ from converged_bridge.kube.steps import WorkflowSteps
 from converged_bridge.slurm.connect import build_transport
 from converged_bridge.slurm.jobs import COMMENT_PREFIX, SlurmJob
 from converged_bridge.slurm.transport import SlurmTransport, Submission
+from converged_bridge.wire import FINALIZER
 
 NS = "team-b"
 KUBECTL = "/var/lib/converged-local/bin/kubectl"
@@ -188,7 +189,12 @@ def main() -> int:
             {
                 "apiVersion": "converged.dev/v1alpha1",
                 "kind": "WorkflowStep",
-                "metadata": {"name": f"{run}-{i}", "namespace": NS, "labels": {"converged.dev/run": run}},
+                "metadata": {
+                    "name": f"{run}-{i}",
+                    "namespace": NS,
+                    "labels": {"converged.dev/run": run},
+                    "finalizers": [FINALIZER],  # as the plugin creates its steps
+                },
                 "spec": step_spec(args.backend, run, i, args.workdir),
             }
         )

@@ -21,7 +21,7 @@ from converged_bridge.api.workflowstep import (
     WorkflowStepSpec,
 )
 from converged_bridge.routing import RouteDecision
-from converged_bridge.wire import RULE_ANNOTATION, RULE_LABEL, RUN_LABEL
+from converged_bridge.wire import FINALIZER, RULE_ANNOTATION, RULE_LABEL, RUN_LABEL
 from snakemake_executor_plugin_converged.naming import build_rule_label, build_step_name
 from snakemake_executor_plugin_converged.resources import StepResources
 
@@ -66,6 +66,8 @@ def build_step_manifest(facts: JobFacts, resources: StepResources, decision: Rou
                 namespace=facts.namespace,
                 labels={RUN_LABEL: facts.run_id, RULE_LABEL: build_rule_label(facts.rule)},
                 annotations={**facts.annotations, RULE_ANNOTATION: facts.rule},
+                # the controller's finalizer from the start: it need not patch every new step to add it
+                finalizers=[FINALIZER],
             ),
             spec=WorkflowStepSpec(
                 workflow=WorkflowJob(

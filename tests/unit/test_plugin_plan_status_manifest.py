@@ -181,6 +181,7 @@ def test_manifest_of_a_slurm_step_is_a_valid_workflowstep() -> None:
     assert step.metadata.name == f"sm-1234abcd-bwa-map-{hashlib.sha256(b'bwa_map').hexdigest()[:6]}-7"
     assert m["metadata"]["labels"] == {"converged.dev/run": "sm-1234abcd", "converged.dev/rule": "bwa_map"}
     assert m["metadata"]["annotations"] == {"converged.dev/rule": "bwa_map"}
+    assert m["metadata"]["finalizers"] == ["converged.dev/backend-cleanup"]  # no patch needed to add it
     spec = m["spec"]
     assert spec["workflow"] == {
         "runId": "sm-1234abcd",
