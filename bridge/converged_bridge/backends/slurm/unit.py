@@ -13,10 +13,11 @@ from pathlib import Path
 
 from converged_bridge.api.slurmcluster import SlurmClusterSpec
 from converged_bridge.api.workflowstep import Backend, WorkflowStep
-from converged_bridge.backends.slurm.files import prepare_dir, read_log_tail, write_private_file
+from converged_bridge.backends.slurm.files import prepare_dir, write_private_file
 from converged_bridge.backends.slurm.intents import CancelSlurmJob, SubmitSlurmJob
 from converged_bridge.backends.slurm.plan import SlurmView, plan_slurm_cleanup, plan_slurm_step
 from converged_bridge.errors import BackendError, PermanentBackendError, TransientBackendError
+from converged_bridge.logfiles import read_log_tail
 from converged_bridge.reconcile.intents import DONE, BackendIntent, Executed, Intent
 from converged_bridge.reconcile.status import StatusTiming, plan_failure
 from converged_bridge.slurm.batch_script import build_secret_env_file
