@@ -22,10 +22,12 @@ it last looked at the inbox and nothing is queued or running, or after `idle_sec
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass
 
 from converged_bridge.allocation.paths import AllocationPaths
+from converged_bridge.api.workflowstep import WorkflowStep
 from converged_bridge.errors import InvalidStep
 
 STEP_TAG = "converged-step"  # the second line of a step's script: `# converged-step <name> <minutes>`
@@ -58,6 +60,13 @@ class AgentSpec:
     idle_seconds: int
     launch: SrunLaunch | LocalLaunch
     tick_seconds: float = 0.2
+
+
+def build_step_name(step: WorkflowStep) -> str:
+    """`<rule>-<jobId>` in [A-Za-z0-9_.-], at most 100 characters: the name the agent gives a step."""
+    suffix = f"-{step.spec.workflow.job_id}"
+    rule = re.sub(r"[^A-Za-z0-9_.-]", "_", step.spec.workflow.rule) or "step"
+    return rule[: 100 - len(suffix)] + suffix
 
 
 def build_step_header(name: str, runtime_minutes: int | None) -> str:

@@ -11,7 +11,7 @@ and the allocation goes down. Deleting it cancels its job (its running steps end
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -78,7 +78,10 @@ def count_steps(view: AllocationView) -> AllocationSteps:
 
 def plan_allocation(alloc: StepAllocation, view: AllocationView) -> list[Intent]:
     """Intents that move a live allocation toward its job's truth. Order matters; apply in sequence."""
-    close: list[Intent] = [CloseAllocation(view.paths)] if ready_to_close(alloc, view) else []
+    close: list[Intent] = []
+    if ready_to_close(alloc, view):
+        close = [CloseAllocation(view.paths)]
+        view = replace(view, handover=replace(view.handover, closed=True))  # the status says so at once
     job = view.job
     if job is not None:
         message = job.message

@@ -29,9 +29,11 @@ from pydantic import ValidationError
 from converged_bridge.api.workflowstep import Backend, WorkflowStep
 from converged_bridge.backends.base import BackendUnit
 from converged_bridge.backends.slurm.unit import SlurmBackend, TransportFactory
+from converged_bridge.controller.allocations import AllocationDriver
 from converged_bridge.controller.settings import ControllerSettings, build_units
 from converged_bridge.controller.watch import watch_steps
 from converged_bridge.errors import BackendError
+from converged_bridge.kube.allocations import StepAllocations
 from converged_bridge.kube.core import Conflict, KubeCore, NotFound
 from converged_bridge.kube.events import EventRecorder
 from converged_bridge.kube.objects import KubeObjects
@@ -73,6 +75,7 @@ class Controller:
         *,
         clock: WallClock = utc_now,
         monotonic_clock: Monotonic = monotonic,
+        allocations: StepAllocations | None = None,
     ) -> None:
         self.api = steps
         self.events = events
@@ -88,6 +91,15 @@ class Controller:
         self._synced = threading.Event()
         self._threads: list[threading.Thread] = []
         self._appliers = ThreadPoolExecutor(max(1, self.settings.apply_workers), "converged-apply")
+        self.allocations = AllocationDriver(
+            allocations,
+            events,
+            self.units,
+            namespace=self.settings.namespace,
+            label_selector=self.settings.label_selector,
+            pending_reason_refresh=self.settings.pending_reason_refresh,
+            clock=clock,
+        )
         self.cycles = 0
         self.cycle_cpu_seconds: list[
             float
@@ -109,7 +121,13 @@ class Controller:
         units = build_units(objects, settings, clock, monotonic_clock, transport_factory)
         events = EventRecorder(objects, CONTROLLER_FIELD_MANAGER, clock=clock)
         return cls(
-            WorkflowSteps(objects), events, units, settings, clock=clock, monotonic_clock=monotonic_clock
+            WorkflowSteps(objects),
+            events,
+            units,
+            settings,
+            clock=clock,
+            monotonic_clock=monotonic_clock,
+            allocations=StepAllocations(objects),
         )
 
     # --- hosting ---
@@ -202,8 +220,9 @@ class Controller:
             except ValidationError:
                 continue
             active.setdefault(step.spec.backend, []).append(step)
-        for backend, steps in active.items():
-            self.units[backend].observe(steps)
+        allocations = self.allocations.poll(self.steps)
+        for backend in sorted(active.keys() | allocations.keys()):
+            self.units[backend].observe(active.get(backend, []), allocations.get(backend, []))
         plans: list[tuple[str, list[Intent]]] = []
         for uid, obj in list(self.steps.items()):
             if _settled(obj):
@@ -227,6 +246,7 @@ class Controller:
         else:
             for apply in applied:
                 self._guard(apply)
+        self._guard(partial(self.allocations.reconcile, self.steps, self._guard))
 
     def _model(self, uid: str, obj: dict[str, Any]) -> WorkflowStep:
         """The validated step, parsed once per resourceVersion."""

@@ -34,6 +34,7 @@ class ControllerSettings:
     local_queue: str = "default"  # Kueue LocalQueue for steps that name none
     shared_paths: str = ""  # comma-separated host directories mounted at the same path in every pod
     image_pull_policy: str = "IfNotPresent"  # for the containers of Kubernetes-backed steps
+    allocation_spool: str = ""  # the controller's own directory for StepAllocation spools ("": the run's)
 
     def kueue_site(self) -> KueueSite:
         paths = tuple(p for p in self.shared_paths.split(",") if p)
@@ -54,6 +55,9 @@ SETTING_HELP = {
     "local_queue": "Kueue LocalQueue for Kubernetes-backed steps that name none",
     "shared_paths": "comma-separated host directories mounted at the same path in every step pod",
     "image_pull_policy": "imagePullPolicy of step containers (IfNotPresent, Never, Always)",
+    "allocation_spool": "a directory on the shared filesystem, writable by this controller and readable "
+    "by its users, for the hand-over to StepAllocations (default: in each run's directory, which only a "
+    "controller running as the user or as root may write)",
 }
 
 
@@ -115,6 +119,13 @@ def build_units(
             transport_factory=transport_factory,
             clock=clock,
             monotonic_clock=monotonic_clock,
+            allocation_spool=settings.allocation_spool or None,
         ),
-        Backend.KUEUE: KueueBackend(objects, settings.kueue_site(), workloads=kueue.workloads, clock=clock),
+        Backend.KUEUE: KueueBackend(
+            objects,
+            settings.kueue_site(),
+            workloads=kueue.workloads,
+            clock=clock,
+            allocation_spool=settings.allocation_spool or None,
+        ),
     }
