@@ -243,6 +243,7 @@ class Executor(RemoteExecutor):
             working_dir=self.working_dir,
             idle_seconds=self.settings.group_idle,
             labels=labels,
+            warm=not self.settings.group_cold,
         )
         try:
             self.session.create_allocation(manifest)

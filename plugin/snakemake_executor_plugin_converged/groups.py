@@ -105,6 +105,7 @@ def build_allocation_manifest(
     working_dir: str,
     idle_seconds: int,
     labels: Mapping[str, str] | None = None,
+    warm: bool = True,
 ) -> dict[str, Any]:
     """The StepAllocation for `plan` (its steps' labels: the run, and the controller's when embedded)."""
     d, r = plan.decision, plan.resources
@@ -127,6 +128,7 @@ def build_allocation_manifest(
             slots=plan.slots,
             runtime_minutes=plan.runtime_minutes,
             idle_seconds=idle_seconds,
+            warm=warm,
             slurm=SlurmPlacement(
                 cluster=d.slurm_cluster, partition=d.slurm_partition, account=r.slurm_account, qos=r.qos
             )

@@ -225,3 +225,94 @@ def test_the_srun_launcher_asks_for_one_slot_exactly() -> None:
     with pytest.raises(InvalidStep):
         build_agent_script(AgentSpec("ns/a", paths, 0, 300, LocalLaunch()))
     assert os.path.basename(paths.step_log("u")) == "converged-u.log"
+
+
+SNAKEFILE = """
+rule all:
+    input: expand("out/{i}.txt", i=range(3))
+rule map:
+    output: "out/{i}.txt"
+    shell: "echo {wildcards.i} $GREETING > {output}"
+"""
+
+
+def snakemake_command(flow: Path, i: int) -> list[str]:
+    """What the plugin hands a step: one shell line running snakemake for one job."""
+    line = (
+        f"python3 -m snakemake --snakefile '{flow}/Snakefile' --target-jobs 'map:i={i}' --allowed-rules map "
+        "--cores 'all' --force-use-threads --force --target-files-omit-workdir-adjustment --nocolor "
+        "--no-hooks --nolock --ignore-incomplete --latency-wait 5 --mode 'remote'"
+    )
+    return ["/bin/sh", "-c", line]
+
+
+def test_warm_steps_run_as_forks_of_one_snakemake_and_others_run_cold(
+    paths: AllocationPaths, tmp_path: Path, agents: list[Agent]
+) -> None:
+    import json
+    import shlex
+    import sys
+
+    from converged_bridge.allocation.handover import write_warm_launcher
+    from converged_bridge.allocation.warm import build_warm_command, parse_warm_args
+
+    flow = tmp_path / "flow"
+    flow.mkdir()
+    (flow / "Snakefile").write_text(SNAKEFILE)
+    python = Path(sys.executable)
+    warm_argv = build_warm_command(paths.state, paths.spool, paths.logs)
+    # the test's own python stands in for the image's: it has snakemake
+    write_warm_launcher(paths, f"#!/bin/bash\nexec {shlex.join([str(python), *warm_argv[1:]])}\n")
+    steps = {uid(): i for i in range(3)}
+    for u, i in steps.items():
+        args = parse_warm_args(snakemake_command(flow, i))
+        assert args is not None
+        spec = json.dumps({"args": args, "cwd": str(flow), "env": {"GREETING": f"hello-{i}"}})
+        cold = step_script(f"cd {flow}; GREETING=cold {python} -m snakemake {shlex.join(args)}")
+        hand_over(paths, u, cold, warm=spec if i < 2 else None)  # the last one runs cold
+    mark_closed(paths)
+    script = build_agent_script(
+        AgentSpec("ns/alloc", paths, 2, 60, LocalLaunch(), tick_seconds=0.05, warm=True)
+    )
+    log = tmp_path / "agent.log"
+    with open(log, "w") as out:
+        agent = subprocess.run(["bash", "-c", script], stdout=out, stderr=subprocess.STDOUT, timeout=240)
+    assert agent.returncode == 0, log.read_text()
+    assert "warm snakemake ready" in log.read_text()
+    seen = HandoverReader().read(paths)
+    assert {u: r.exit_code for u, r in seen.done.items()} == {u: 0 for u in steps}
+    assert sorted((flow / "out" / f"{i}.txt").read_text() for i in range(3)) == [
+        "0 hello-0\n",
+        "1 hello-1\n",
+        "2 cold\n",
+    ]
+    forked = {p.name for p in (Path(paths.state) / "warm").iterdir() if not p.name.endswith(".part")}
+    assert forked == {u for u, i in steps.items() if i < 2}
+    assert "Finished jobid" in Path(paths.step_log(next(iter(steps)))).read_text()
+
+
+def test_only_a_plain_snakemake_command_is_warmed() -> None:
+    from converged_bridge.allocation.warm import parse_warm_args
+
+    line = "python3 -m snakemake --snakefile '/a b/Snakefile' --target-jobs 'map:i=1' --mode \"remote\""
+    assert parse_warm_args(["/bin/sh", "-c", line]) == [
+        "--snakefile",
+        "/a b/Snakefile",
+        "--target-jobs",
+        "map:i=1",
+        "--mode",
+        "remote",
+    ]
+    assert parse_warm_args(["python3", "-m", "snakemake", "--x"]) == ["--x"]
+    for shell in (
+        "python3 -m snakemake $(rm -rf /)",
+        "python3 -m snakemake a; rm b",
+        'python3 -m snakemake "a$b"',
+        "python3 -m snakemake *",
+        "python3 -m snakemake ~/x",
+        "cd x && python3 -m snakemake",
+        "python3 -m snakemake 'unclosed",
+        "echo python3 -m snakemake",
+        "python3 -c 'import snakemake'",
+    ):
+        assert parse_warm_args(["/bin/sh", "-c", shell]) is None, shell

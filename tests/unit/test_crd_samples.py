@@ -182,6 +182,7 @@ def full_allocation() -> Schema:
             "slots": 2,
             "runtimeMinutes": 30,
             "idleSeconds": 120,
+            "warm": True,
             "closed": True,
             "expectedSteps": 4,
             "slurm": {"cluster": "hpc", "partition": "gpu", "account": "lab", "qos": "normal"},
@@ -364,7 +365,8 @@ def test_invalid_cluster_rejected_by_model_and_crd(case: str) -> None:
 TRANSITION_ONLY = None  # a rule on oldSelf: only the apiserver can check it
 ALLOCATION_IMMUTABLE = (
     "self.backend == oldSelf.backend && self.runId == oldSelf.runId && self.slots == oldSelf.slots "
-    "&& self.resources == oldSelf.resources && self.workingDir == oldSelf.workingDir"
+    "&& self.resources == oldSelf.resources && self.workingDir == oldSelf.workingDir "
+    "&& self.warm == oldSelf.warm"
 )
 CEL_TWINS: dict[tuple[str, str, str], Callable[[Schema], None] | None] = {
     ("WorkflowStep", ".spec", "self == oldSelf"): TRANSITION_ONLY,

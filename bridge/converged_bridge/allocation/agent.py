@@ -60,6 +60,7 @@ class AgentSpec:
     idle_seconds: int
     launch: SrunLaunch | LocalLaunch
     tick_seconds: float = 0.2
+    warm: bool = False  # start the spool's `warm` launcher, and run steps that have a `.warm` spec with it
 
 
 def build_step_name(step: WorkflowStep) -> str:
@@ -92,17 +93,35 @@ def build_agent_script(spec: AgentSpec) -> str:
         f"slots={spec.slots}",
         f"idle_seconds={spec.idle_seconds}",
         f"tick={spec.tick_seconds:g}",
+        f"want_warm={int(spec.warm)}",
         *_AGENT_BODY.format(
-            launch=_launch(spec.launch), grace=KILL_GRACE_SECONDS, tag=STEP_TAG, pattern=STEP_NAME_PATTERN
+            launch=_launch(spec.launch, warm=False),
+            warm_launch=_launch(spec.launch, warm=True),
+            warm_start=_warm_start(spec.launch),
+            grace=KILL_GRACE_SECONDS,
+            tag=STEP_TAG,
+            pattern=STEP_NAME_PATTERN,
         ).splitlines(),
     ]
     return "\n".join(lines) + "\n"
 
 
-def _launch(launch: SrunLaunch | LocalLaunch) -> str:
-    """The command that runs step "$uid" ($name, $minutes: checked) from its script, in a session of
-    its own (its process group is what a cancel stops), output to the step's log."""
+def _warm_start(launch: SrunLaunch | LocalLaunch) -> str:
+    """The command that starts the spool's warm launcher: on Slurm a job step of its own that overlaps
+    the others (it holds none of their CPUs or memory), locally a process of the agent."""
+    out = '"$spool/warm" >>"$state/warm.log" 2>&1 &'
+    if isinstance(launch, LocalLaunch):
+        return f"bash {out}"
+    return f"srun --export=ALL --overlap --nodes=1 --ntasks=1 --cpus-per-task=1 --job-name=warm bash {out}"
+
+
+def _launch(launch: SrunLaunch | LocalLaunch, *, warm: bool) -> str:
+    """The command that runs step "$uid" ($name, $minutes: checked) in a session of its own (its process
+    group is what a cancel stops), output to the step's log: its script, or (`warm`) the client that
+    asks the warm launcher to fork it and waits for its exit status."""
     out = '"$spool/inbox/$uid" >|"$logs/converged-$uid.log" 2>&1'
+    if warm:
+        out = '-c "$warm_client" warm "$uid" "$state" >>"$logs/converged-$uid.log" 2>&1'
     if isinstance(launch, LocalLaunch):
         return (
             "if [[ -n $minutes ]]; then\n"
@@ -134,6 +153,41 @@ say() {{ printf '%(%Y-%m-%dT%H:%M:%S)T agent: %s\n' -1 "$*"; }}
 now() {{ printf '%s' "${{EPOCHREALTIME:-$(date +%s.%N)}}"; }}
 put() {{ printf '%s\n' "$2" >|"$1.part" && mv -f -- "$1.part" "$1"; }}  # all of it or nothing
 mkdir -p -- "$state/claimed" "$state/started" "$state/done" "$logs" || exit 70
+# the client of a warm step: asks the warm launcher to fork it, waits for its exit status (TERM: stop it)
+warm_client='uid=$1 state=$2
+exec 3<>"$state/warm.fifo" || exit 70
+printf "run %s\n" "$uid" >&3
+stop() {{ printf "kill %s\n" "$uid" >&3; }}
+trap stop TERM
+read -r zpid <"$state/warm.ready"
+while [[ ! -e $state/warm/$uid ]]; do
+  kill -0 "$zpid" 2>/dev/null || {{ echo "converged: the warm snakemake is gone" >&2; exit 70; }}
+  sleep 0.1
+done
+read -r code <"$state/warm/$uid"
+exit "$code"'
+warm=0 warm_pid=''
+end_warm() {{  # the warm launcher ends with the agent (TERM: it exits cleanly)
+  [[ -n $warm_pid ]] || return 0
+  kill -TERM "$warm_pid" 2>/dev/null
+  wait "$warm_pid" 2>/dev/null
+}}
+if (( want_warm )) && [[ -e $spool/warm ]]; then
+  rm -f -- "$state/warm.ready"
+  [[ -p $state/warm.fifo ]] || mkfifo -m 600 -- "$state/warm.fifo"
+  {warm_start}
+  warm_pid=$!
+  for (( i = 0; i < 600; i++ )); do
+    if [[ -e $state/warm.ready ]]; then warm=1; break; fi
+    kill -0 "$warm_pid" 2>/dev/null || break
+    sleep 0.2
+  done
+  if (( warm )); then
+    say "warm snakemake ready"
+  else
+    say "no warm snakemake (see $state/warm.log): steps run cold"
+  fi
+fi
 declare -A pid=() queued=() seen=() stopped=()
 queue=()
 closed=0
@@ -149,7 +203,11 @@ run_step() {{  # one step, then its record; in a subshell of its own
   local uid=$1 name=$2 minutes=$3 start child code
   start=$(now)
   put "$state/started/$uid" "$start"
-  {launch}
+  if (( warm )) && [[ -e $spool/inbox/$uid.warm ]]; then
+    {warm_launch}
+  else
+    {launch}
+  fi
   child=$!
   trap 'stop_group "$child"' TERM
   while :; do
@@ -210,9 +268,11 @@ while (( ! stopping )); do
     idle_since=$SECONDS
   elif (( closed )); then
     say "closed, and every step it was given has ended: exiting"
+    end_warm
     exit 0
   elif (( SECONDS - idle_since >= idle_seconds )); then
     say "nothing to run for ${{idle_seconds}}s: exiting"
+    end_warm
     exit 0
   fi
   sleep "$tick"
@@ -221,6 +281,7 @@ say "stopping: ending the steps still running"
 for uid in "${{!pid[@]}}"; do
   kill -TERM "${{pid[$uid]}}" 2>/dev/null
 done
-wait
+(( ${{#pid[@]}} == 0 )) || wait "${{pid[@]}}"
+end_warm
 exit 143
 """

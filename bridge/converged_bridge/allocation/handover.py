@@ -107,9 +107,10 @@ class HandoverReader:
 
 
 def _names(directory: str) -> frozenset[str]:
-    """File names in `directory` (none when it does not exist yet), without the agent's `.part` files."""
+    """File names in `directory` (none when it does not exist yet), without the agent's `.part` files and
+    the warm specs beside the inbox's scripts."""
     try:
-        return frozenset(n for n in os.listdir(directory) if not n.endswith(".part"))
+        return frozenset(n for n in os.listdir(directory) if not n.endswith((".part", ".warm")))
     except FileNotFoundError:
         return frozenset()
 
@@ -140,17 +141,35 @@ def prepare_user_dir(path: str, user: str | int | None) -> None:
         return
 
 
-def hand_over(paths: AllocationPaths, uid: str, script: str) -> bool:
-    """Put step `uid`'s script into the inbox; False when it is there already (handed over before)."""
+def _write(paths: AllocationPaths, name: str, text: str) -> str:
+    """`text` in a new file of the spool's tmp/ (readable by the agent); its path."""
+    tmp = f"{paths.spool}/tmp/{name}.{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.chmod(tmp, 0o644)
+    return tmp
+
+
+def write_warm_launcher(paths: AllocationPaths, script: str) -> None:
+    """The spool's `warm` script, which the agent runs to start the allocation's warm snakemake."""
+    prepare_spool(paths)
+    try:
+        os.replace(_write(paths, "warm", script), f"{paths.spool}/warm")
+    except OSError as e:
+        raise TransientBackendError(f"cannot write the warm launcher of {paths.spool}: {e}") from e
+
+
+def hand_over(paths: AllocationPaths, uid: str, script: str, warm: str | None = None) -> bool:
+    """Put step `uid`'s script (and, for the warm launcher, its spec `<uid>.warm` first) into the inbox;
+    False when it is there already (handed over before)."""
     prepare_spool(paths)
     target = paths.inbox(uid)
     if os.path.exists(target):
         return False
-    tmp = f"{paths.spool}/tmp/{uid}.{os.getpid()}"
     try:
-        with open(tmp, "w") as f:
-            f.write(script)
-        os.chmod(tmp, 0o644)
+        if warm is not None:
+            os.replace(_write(paths, f"{uid}.warm", warm), f"{target}.warm")
+        tmp = _write(paths, uid, script)
         try:
             os.link(tmp, target)
         except FileExistsError:

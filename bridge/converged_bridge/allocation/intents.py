@@ -17,6 +17,7 @@ class HandOverStep(BackendIntent):
     paths: AllocationPaths
     uid: str
     script: str
+    warm: str | None = None  # its spec for the warm launcher, when it can run as a fork of it
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from converged_bridge.allocation.steps import (
     plan_grouped_cleanup,
     plan_grouped_step,
 )
+from converged_bridge.allocation.warm import build_warm_spec
 from converged_bridge.api.stepallocation import StepAllocation
 from converged_bridge.api.workflowstep import BackendRef, WorkflowStep
 from converged_bridge.errors import InvalidStep
@@ -71,6 +72,10 @@ class AllocationBackend(Protocol):
 
     def build_step_script(self, step: WorkflowStep, alloc: StepAllocation) -> str:
         """The script the agent runs for `step` (raises InvalidStep)."""
+        ...
+
+    def runs_warm(self, step: WorkflowStep, alloc: StepAllocation) -> bool:
+        """Whether `step` may run as a fork of the allocation's warm snakemake on this backend."""
         ...
 
     def target_of(self, alloc: StepAllocation) -> str:
@@ -159,7 +164,7 @@ class AllocationKeeper:
             facts = self._facts(alloc)
             if facts is None:  # its paths are invalid: the allocation itself fails, and so will this
                 return GroupedStepView(None, None, "the allocation has no valid directories", "", timing)
-        script, refusal, tail, log_path = None, None, None, ""
+        script, refusal, tail, log_path, warm = None, None, None, "", None
         if facts is not None:
             log_path = facts.paths.step_log(uid)
             h = facts.handover
@@ -171,9 +176,11 @@ class AllocationKeeper:
                         script = self._backend.build_step_script(step, alloc)
                     except InvalidStep as e:
                         refusal = f"invalid in StepAllocation {facts.name}: {e}"
+                    if alloc.spec.warm and self._backend.runs_warm(step, alloc):
+                        warm = build_warm_spec(step)
             if result is not None and result.exit_code not in (None, 0):
                 tail = read_log_tail(log_path)
-        return GroupedStepView(facts, script, refusal, log_path, timing, log_tail=tail)
+        return GroupedStepView(facts, script, refusal, log_path, timing, log_tail=tail, warm=warm)
 
     # --- an allocation ---
     def decide_allocation(
@@ -226,7 +233,7 @@ class AllocationKeeper:
     def execute(self, intent: BackendIntent) -> Executed | None:
         """Carry out a hand-over intent; None: not one of them."""
         if isinstance(intent, HandOverStep):
-            hand_over(intent.paths, intent.uid, intent.script)
+            hand_over(intent.paths, intent.uid, intent.script, intent.warm)
             self._update(intent.paths, handed={intent.uid})
             return DONE
         if isinstance(intent, CancelHandedStep):

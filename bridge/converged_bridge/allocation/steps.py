@@ -74,6 +74,7 @@ class GroupedStepView:
     timing: StatusTiming
     log_tail: str | None = None  # the end of the step's log, read by the shell once it failed
     missing_grace: timedelta = MISSING_GRACE
+    warm: str | None = None  # its spec for the allocation's warm launcher, when it can run warm
 
 
 def check_step_fits(step: WorkflowStep, alloc: StepAllocation) -> str | None:
@@ -133,7 +134,7 @@ def plan_grouped_step(step: WorkflowStep, view: GroupedStepView) -> list[Intent]
             return _status(step, view, Phase.FAILED, "AllocationEnded", message, alloc, warn=True)
         if view.script is None:
             return _status(step, view, Phase.FAILED, "InvalidSpec", view.refusal or "no script", warn=True)
-        hand = HandOverStep(alloc.paths, uid, view.script)
+        hand = HandOverStep(alloc.paths, uid, view.script, view.warm)
         return [hand, *_status(step, view, Phase.QUEUED, "HandedOver", alloc.waiting(), alloc)]
     if uid not in h.claimed:
         if alloc.ended:

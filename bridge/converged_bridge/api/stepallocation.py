@@ -54,6 +54,7 @@ class StepAllocationSpec(SpecModel):
     slots: Annotated[int, Field(ge=1, le=1024)]
     runtime_minutes: Annotated[int, Field(ge=1)]
     idle_seconds: Annotated[int, Field(ge=1, le=86400)] = IDLE_SECONDS_DEFAULT
+    warm: bool = False  # steps that are `python3 -m snakemake ...` fork one snakemake imported once
     closed: bool = False
     expected_steps: Annotated[int, Field(ge=0)] = 0
     slurm: SlurmPlacement | None = None

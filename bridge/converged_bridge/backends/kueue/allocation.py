@@ -20,6 +20,7 @@ from converged_bridge.allocation.agent import (
     build_step_name,
 )
 from converged_bridge.allocation.paths import AllocationPaths
+from converged_bridge.allocation.warm import build_warm_command
 from converged_bridge.api.stepallocation import StepAllocation
 from converged_bridge.api.workflowstep import WorkflowStep
 from converged_bridge.backends.kueue.operators.common import BuiltObject, KueueSite, build_object_name_from
@@ -67,6 +68,7 @@ def build_allocation_job(alloc: StepAllocation, site: KueueSite, paths: Allocati
             slots=spec.slots,
             idle_seconds=spec.idle_seconds,
             launch=LocalLaunch(),
+            warm=spec.warm,
         )
     )
     slot = spec.resources
@@ -153,3 +155,8 @@ def build_grouped_step_script(step: WorkflowStep) -> str:
     lines += [f"export {e.name}={shlex.quote(e.value)}" for e in spec.env if e.value is not None]
     lines.append("exec " + shlex.join(spec.command))
     return "\n".join(lines) + "\n"
+
+
+def build_warm_launcher(paths: AllocationPaths) -> str:
+    """The spool's `warm` script: the allocation's warm snakemake, in the agent's own container."""
+    return "#!/bin/bash\nexec " + shlex.join(build_warm_command(paths.state, paths.spool, paths.logs)) + "\n"

@@ -36,3 +36,4 @@ class CreateAllocationJob(BackendIntent):
     body: dict[str, Any]
     paths: AllocationPaths
     run_as_uid: int | None
+    warm_launcher: str | None = None  # the spool's `warm` script, written before the Job exists

@@ -9,14 +9,18 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from converged_bridge.allocation.handover import prepare_spool, prepare_user_dir
+from converged_bridge.allocation.handover import prepare_spool, prepare_user_dir, write_warm_launcher
 from converged_bridge.allocation.keeper import AllocationKeeper, allocation_name
 from converged_bridge.allocation.paths import AllocationPaths
 from converged_bridge.allocation.plan import StepSummary
 from converged_bridge.allocation.steps import AllocationJob
 from converged_bridge.api.stepallocation import StepAllocation
 from converged_bridge.api.workflowstep import Backend, BackendKind, BackendRef, WorkflowStep
-from converged_bridge.backends.kueue.allocation import build_allocation_job, build_grouped_step_script
+from converged_bridge.backends.kueue.allocation import (
+    build_allocation_job,
+    build_grouped_step_script,
+    build_warm_launcher,
+)
 from converged_bridge.backends.kueue.intents import CreateAllocationJob, CreateObject, DeleteObject
 from converged_bridge.backends.kueue.operators import OPERATORS, KueueSite
 from converged_bridge.backends.kueue.operators.common import RunAs
@@ -202,6 +206,8 @@ class KueueBackend:
         prepare_spool(intent.paths)
         for path in (intent.paths.state, intent.paths.logs):  # where the agent, as the pod's user, writes
             prepare_user_dir(path, intent.run_as_uid)
+        if intent.warm_launcher is not None:
+            write_warm_launcher(intent.paths, intent.warm_launcher)
         try:
             created = self._objects.create(JOBS, intent.body, namespace=intent.namespace)
         except AlreadyExists:
@@ -243,9 +249,9 @@ class KueueBackend:
             built = build_allocation_job(alloc, site, paths)
         except InvalidStep as e:
             return ("InvalidSpec", f"invalid for Kubernetes: {e}")
-        return CreateAllocationJob(
-            alloc.metadata.namespace or "default", built.body, paths, run_as.uid if run_as else None
-        )
+        warm = build_warm_launcher(paths) if alloc.spec.warm else None
+        namespace = alloc.metadata.namespace or "default"
+        return CreateAllocationJob(namespace, built.body, paths, run_as.uid if run_as else None, warm)
 
     def build_cancel(self, alloc: StepAllocation) -> BackendIntent | None:
         obj = self._allocation_job(alloc)
@@ -255,6 +261,9 @@ class KueueBackend:
 
     def build_step_script(self, step: WorkflowStep, alloc: StepAllocation) -> str:
         return build_grouped_step_script(step)
+
+    def runs_warm(self, step: WorkflowStep, alloc: StepAllocation) -> bool:
+        return True  # the pod is the step image, and its steps share its GPUs either way
 
     def target_of(self, alloc: StepAllocation) -> str:
         queue = alloc.spec.kueue.local_queue if alloc.spec.kueue else None

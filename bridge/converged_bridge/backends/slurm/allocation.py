@@ -9,8 +9,11 @@ job id, with its own time limit, so `sacct -j <job>` shows every step the alloca
 
 from __future__ import annotations
 
+import shlex
+
 from converged_bridge.allocation.agent import AgentSpec, SrunLaunch, build_agent_script, build_step_header
 from converged_bridge.allocation.paths import AllocationPaths
+from converged_bridge.allocation.warm import build_warm_command
 from converged_bridge.api.slurmcluster import SlurmClusterSpec
 from converged_bridge.api.stepallocation import StepAllocation
 from converged_bridge.api.workflowstep import WorkflowStep
@@ -24,6 +27,7 @@ from converged_bridge.slurm.batch_script import (
     build_sbatch_directives,
     build_step_body,
 )
+from converged_bridge.slurm.container import LaunchRequest, build_container_launch
 from converged_bridge.slurm.jobs import COMMENT_PREFIX
 from converged_bridge.slurm.transport import Submission
 
@@ -79,6 +83,7 @@ def build_allocation_submission(
             slots=spec.slots,
             idle_seconds=spec.idle_seconds,
             launch=SrunLaunch(cpus=slot.cpus, mem_mib=slot.mem_mib, gpus=slot.gpus, gpu_model=slot.gpu_model),
+            warm=spec.warm,
         )
     )
     shebang, _, body = agent.partition("\n")
@@ -98,3 +103,22 @@ def build_grouped_step_script(
     body = build_step_body(step, cluster, options)
     header = ["#!/bin/bash", build_step_header(build_job_name(step), step.spec.resources.runtime_minutes)]
     return "\n".join([*header, f"# WorkflowStep uid {uid}, in a StepAllocation.", *body]) + "\n"
+
+
+def build_warm_launcher(alloc: StepAllocation, cluster: SlurmClusterSpec, paths: AllocationPaths) -> str:
+    """The spool's `warm` script: the allocation's warm snakemake in its image, under the cluster's
+    container runtime (the agent starts it as a job step of its own)."""
+    launch = build_container_launch(
+        LaunchRequest(
+            runtime=cluster.container_runtime,
+            image=alloc.spec.image,
+            command=build_warm_command(paths.state, paths.spool, paths.logs),
+            working_dir=alloc.spec.working_dir,
+            bind_paths=cluster.bind_paths,
+            gpus=0,
+            env_names=[],
+        )
+    )
+    return (
+        "\n".join(["#!/bin/bash", "set -eu", *launch.setup_lines, "exec " + shlex.join(launch.argv)]) + "\n"
+    )

@@ -31,3 +31,4 @@ class SubmitAllocationJob(BackendIntent):
     cluster: str
     submission: Submission
     paths: AllocationPaths  # its directories, made before the job starts
+    warm_launcher: str | None = None  # the spool's `warm` script, written before the job starts

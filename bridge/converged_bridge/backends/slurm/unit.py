@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from converged_bridge.allocation.handover import prepare_spool, prepare_user_dir
+from converged_bridge.allocation.handover import prepare_spool, prepare_user_dir, write_warm_launcher
 from converged_bridge.allocation.keeper import AllocationKeeper, allocation_name
 from converged_bridge.allocation.paths import AllocationPaths
 from converged_bridge.allocation.plan import StepSummary
@@ -21,7 +21,11 @@ from converged_bridge.allocation.steps import AllocationJob
 from converged_bridge.api.slurmcluster import SlurmClusterSpec
 from converged_bridge.api.stepallocation import StepAllocation
 from converged_bridge.api.workflowstep import Backend, BackendRef, WorkflowStep
-from converged_bridge.backends.slurm.allocation import build_allocation_submission, build_grouped_step_script
+from converged_bridge.backends.slurm.allocation import (
+    build_allocation_submission,
+    build_grouped_step_script,
+    build_warm_launcher,
+)
 from converged_bridge.backends.slurm.files import prepare_dir, write_private_file
 from converged_bridge.backends.slurm.intents import CancelSlurmJob, SubmitAllocationJob, SubmitSlurmJob
 from converged_bridge.backends.slurm.outcome import map_slurm_job
@@ -232,6 +236,8 @@ class SlurmBackend:
             prepare_dir(intent.paths.logs, sub.user)
             prepare_user_dir(intent.paths.state, sub.user)  # the agent, as the user, writes there
             prepare_spool(intent.paths)
+            if intent.warm_launcher is not None:
+                write_warm_launcher(intent.paths, intent.warm_launcher)
             job_id = transport.submit(sub)
         except TransientBackendError as e:
             log.warning("submitting allocation %s failed, will retry after the next listing: %s", uid, e)
@@ -321,11 +327,12 @@ class SlurmBackend:
             )
         try:
             submission = build_allocation_submission(alloc, cluster, paths, user=user)
+            warm = build_warm_launcher(alloc, cluster, paths) if alloc.spec.warm else None
         except InvalidStep as e:
             return ("InvalidSpec", f"invalid for Slurm: {e}")
         if not self._may_submit(uid, name):
             return None
-        return SubmitAllocationJob(name, submission, paths)
+        return SubmitAllocationJob(name, submission, paths, warm)
 
     def build_cancel(self, alloc: StepAllocation) -> BackendIntent | None:
         name = cluster_of(alloc) or ""
@@ -346,6 +353,10 @@ class SlurmBackend:
         return build_grouped_step_script(
             step, cluster, uid=step.metadata.uid or "", log_dir=self.log_dir(step)
         )
+
+    def runs_warm(self, step: WorkflowStep, alloc: StepAllocation) -> bool:
+        # a fork runs in the warm step's container, with its GPUs (none): the same image, no GPU
+        return step.spec.image == alloc.spec.image and step.spec.resources.gpus == 0
 
     def target_of(self, alloc: StepAllocation) -> str:
         name = cluster_of(alloc) or ""
