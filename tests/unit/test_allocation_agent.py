@@ -174,7 +174,8 @@ def test_term_stops_the_running_steps_and_records_them(
     until("the step to start", lambda: (tmp_path / "started").exists())
     agent.proc.send_signal(signal.SIGTERM)
     assert agent.wait() == 143
-    assert HandoverReader().read(paths).done[slow].exit_code == 128 + signal.SIGTERM
+    result = HandoverReader().read(paths).done[slow]
+    assert (result.exit_code, result.stopped) == (128 + signal.SIGTERM, True)
 
 
 def test_a_second_agent_never_runs_a_claimed_step_again(

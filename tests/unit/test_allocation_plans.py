@@ -150,6 +150,19 @@ def test_an_allocation_that_ended_fails_the_steps_it_did_not_finish() -> None:
         assert not any(isinstance(i, HandOverStep) for i in intents)
 
 
+def test_a_step_the_agent_stopped_on_its_way_out_failed_because_the_allocation_ended() -> None:
+    started, ended = T0 + timedelta(seconds=7), T0 + timedelta(seconds=9)
+    stopped = Handover(
+        handed=frozenset({STEP_UID}),
+        claimed=frozenset({STEP_UID}),
+        done={STEP_UID: StepResult(143, started, ended, stopped=True)},
+    )
+    intents = plan_grouped_step(step(), view(facts(stopped)))
+    assert written(intents) == (Phase.FAILED, "AllocationEnded")
+    status = next(i.status for i in intents if isinstance(i, WriteStatus))
+    assert (status.exit_code, status.completion_time) == (143, ended)
+
+
 def test_a_step_without_its_allocation_waits_then_fails() -> None:
     assert written(plan_grouped_step(step(), view(None))) == (Phase.PENDING, "WaitingForAllocation")
     late = GroupedStepView(None, None, None, "", StatusTiming(now=T0 + timedelta(minutes=5)))
@@ -266,5 +279,7 @@ def test_step_results_parse_or_are_left_out() -> None:
     assert parse_step_result("cancelled 1764488763.5") == StepResult(
         None, None, datetime.fromtimestamp(1764488763.5, UTC)
     )
-    for bad in ("", "0 x y", "300 1 2", "-1 1 2", "0 1"):
+    stopped = parse_step_result("143 1764488763.5 1764488765.25 stopped")
+    assert stopped is not None and stopped.stopped and stopped.exit_code == 143
+    for bad in ("", "0 x y", "300 1 2", "-1 1 2", "0 1", "0 1 2 3"):
         assert parse_step_result(bad) is None

@@ -14,7 +14,8 @@ creating `claimed/<uid>` without clobbering (exactly once, also if an agent were
 only after claiming does it look for `cancel/<uid>` — the controller writes that marker before it looks
 for the claim, so a step cancelled before it was claimed never starts. A running step whose marker
 appears is stopped (TERM to its process group, KILL after a grace). `started/<uid>` and `done/<uid>`
-(`<exit code> <start> <end>`, epoch seconds; `cancelled <time>` for a step skipped) are written by a
+(`<exit code> <start> <end>`, epoch seconds, and `stopped` when the agent itself was stopped;
+`cancelled <time>` for a step skipped) are written by a
 rename, so the controller reads all of a file or none. The agent exits when the spool was closed before
 it last looked at the inbox and nothing is queued or running, or after `idle_seconds` with nothing to do
 (a backstop for a workflow that went away); on TERM (the allocation cancelled) it stops its steps first.
@@ -215,7 +216,7 @@ run_step() {{  # one step, then its record; in a subshell of its own
     code=$?
     kill -0 "$child" 2>/dev/null || break  # ended (not a signal to us that woke wait up)
   done
-  put "$state/done/$uid" "$code $start $(now)"
+  put "$state/done/$uid" "$code $start $(now)$([[ -e $state/stopping ]] && echo ' stopped')"
 }}
 
 say "started on $(hostname): $slots slots, spool $spool"
@@ -278,6 +279,7 @@ while (( ! stopping )); do
   sleep "$tick"
 done
 say "stopping: ending the steps still running"
+put "$state/stopping" "$(now)"
 for uid in "${{!pid[@]}}"; do
   kill -TERM "${{pid[$uid]}}" 2>/dev/null
 done

@@ -32,6 +32,7 @@ class StepResult:
     exit_code: int | None
     started: datetime | None
     ended: datetime
+    stopped: bool = False  # the agent stopped it because the allocation itself was ending
 
 
 @dataclass(frozen=True)
@@ -60,17 +61,18 @@ def parse_epoch(text: str) -> datetime | None:
 
 
 def parse_step_result(text: str) -> StepResult | None:
-    """`done/<uid>`: `<exit code> <start> <end>`, or `cancelled <time>`; None when malformed."""
+    """`done/<uid>`: `<exit code> <start> <end> [stopped]`, or `cancelled <time>`; None when malformed."""
     words = text.split()
     if len(words) == 2 and words[0] == "cancelled" and (ended := parse_epoch(words[1])):
         return StepResult(None, None, ended)
-    if len(words) != 3 or not words[0].isdigit():
+    stopped = words[3:] == ["stopped"]
+    if len(words) != 3 + stopped or not words[0].isdigit():
         return None
     started, ended = parse_epoch(words[1]), parse_epoch(words[2])
     code = int(words[0])
     if ended is None or code > 255:
         return None
-    return StepResult(code, started, ended)
+    return StepResult(code, started, ended, stopped)
 
 
 class HandoverReader:

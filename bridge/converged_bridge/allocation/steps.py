@@ -123,8 +123,13 @@ def plan_grouped_step(step: WorkflowStep, view: GroupedStepView) -> list[Intent]
         if result.exit_code == 0:
             message = f"completed with exit code 0 in StepAllocation {alloc.name}"
             return _status(step, view, Phase.SUCCEEDED, None, message, alloc, 0, start=start, end=end)
-        message = f"failed with exit code {result.exit_code} in StepAllocation {alloc.name}"
         code = result.exit_code
+        if result.stopped:
+            message = f"stopped (exit code {code}) when StepAllocation {alloc.name} ended"
+            return _status(
+                step, view, Phase.FAILED, "AllocationEnded", message, alloc, code, start=start, end=end
+            )
+        message = f"failed with exit code {code} in StepAllocation {alloc.name}"
         return _status(
             step, view, Phase.FAILED, "NonZeroExitCode", message, alloc, code, start=start, end=end, tail=True
         )
