@@ -44,6 +44,8 @@ from converged_bridge.reconcile.intents import DONE, BackendIntent, Executed, In
 from converged_bridge.reconcile.status import TERMINAL_PHASES, StatusTiming
 from converged_bridge.wire import GROUP_LABEL
 
+GONE_KEPT = 1000  # deleted allocations remembered, for steps that still name them
+
 
 class AllocationBackend(Protocol):
     """A backend's part in driving its allocations."""
@@ -102,6 +104,8 @@ class AllocationKeeper:
         self._allocations: dict[tuple[str, str], StepAllocation] = {}  # (namespace, name) -> allocation
         self._paths: dict[str, AllocationPaths | InvalidStep] = {}  # allocation uid -> its directories
         self._handover: dict[str, Handover] = {}  # allocation uid -> this cycle's snapshot
+        # allocations that were listed and are gone (deleted): their steps learn that they ended
+        self._gone: dict[tuple[str, str], AllocationFacts] = {}
 
     # --- observe ---
     def observe(self, allocations: Sequence[StepAllocation]) -> None:
@@ -119,9 +123,17 @@ class AllocationKeeper:
                 paths[uid], snapshots[uid] = e, UNREADABLE
                 continue
             paths[uid], snapshots[uid] = found, self._reader.read(found)
-        for gone in self._paths.keys() - paths.keys():
-            if isinstance(old := self._paths[gone], AllocationPaths):
+        for key, alloc in self._allocations.items():
+            uid = alloc.metadata.uid or ""
+            old = self._paths.get(uid)
+            if key not in current and isinstance(old, AllocationPaths):
+                handover = self._reader.read(old)
+                self._gone[key] = AllocationFacts(key[1], old, None, True, handover)
                 self._reader.forget(old)
+        for key in current.keys() & self._gone.keys():  # a new allocation of the same name
+            del self._gone[key]
+        for key in list(self._gone)[: max(0, len(self._gone) - GONE_KEPT)]:
+            del self._gone[key]
         with self._lock:
             self._allocations, self._paths, self._handover = current, paths, snapshots
             self._observed = True
@@ -157,7 +169,7 @@ class AllocationKeeper:
             return None
         uid = step.metadata.uid or ""
         alloc = self.allocation_of(step)
-        facts = None
+        facts = self._gone.get((step.metadata.namespace or "", allocation_name(step) or ""))
         if alloc is not None:
             if not self._backend.observed(alloc):
                 return None
