@@ -2,6 +2,7 @@
 # Build the local cluster's Go binaries from the Go module proxy, cached by version.
 # Usage: build-binaries.sh [component...]   (default: all)
 # Components: etcd kueue kwok kubernetes operator_crds jobset mpi_operator (or mpi-operator) coredns
+#             apptainer slurm_sid (or slurm-sid)
 # Prints nothing for components already cached; each cold build is logged with its duration.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -128,8 +129,10 @@ operator_crds() {
 
 # Apptainer (Go + its C starter, installed as a prefix): its own script.
 apptainer() { "$here/build-apptainer.sh"; }
+# hpc2's root filesystem (Debian sid, Slurm 26.05): its own script.
+slurm_sid() { "$here/build-slurm-sid.sh"; }
 
 KUBE_COMPONENTS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet)
 targets=("$@")
-((${#targets[@]})) || targets=(etcd kueue kwok kubernetes operator_crds jobset mpi_operator coredns apptainer)
+((${#targets[@]})) || targets=(etcd kueue kwok kubernetes operator_crds jobset mpi_operator coredns apptainer slurm_sid)
 for t in "${targets[@]}"; do "${t//-/_}"; done

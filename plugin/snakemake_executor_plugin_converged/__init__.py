@@ -308,6 +308,7 @@ class Executor(RemoteExecutor):
             # cache in the workflow directory unless the user passes XDG_CACHE_HOME with --envvars
             env={"XDG_CACHE_HOME": f"{self.working_dir}/.snakemake/converged-cache", **self.envvars()},
             annotations=self.plan.annotations(ident.members, upstream_jobids(self.workflow.dag, job)),
+            keep_finished_seconds=self.settings.keep_finished,
         )
         manifest = build_step_manifest(facts, resources, decision)
         if self.embedded:  # our own controller drives this run's steps; a deployed one leaves them alone

@@ -43,6 +43,7 @@ class JobFacts:
     wildcards: Mapping[str, str] = field(default_factory=dict)
     env: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)  # the plan's (schedule.annotations)
+    keep_finished_seconds: int | None = None  # spec.ttlSecondsAfterFinished; None: the controller's default
 
 
 def build_step_manifest(facts: JobFacts, resources: StepResources, decision: RouteDecision) -> dict[str, Any]:
@@ -89,6 +90,7 @@ def build_step_manifest(facts: JobFacts, resources: StepResources, decision: Rou
                 kueue=KueuePlacement(local_queue=(decision.local_queue or "").rpartition("/")[2] or None)
                 if decision.backend == Backend.KUEUE
                 else None,
+                ttl_seconds_after_finished=facts.keep_finished_seconds,
             ),
         )
     except ValidationError as e:

@@ -151,6 +151,15 @@ class ExecutorSettings(ExecutorSettingsBase):
             "type": float,
         },
     )
+    keep_finished: int | None = field(
+        default=None,
+        metadata={
+            "help": "Seconds the controller keeps this run's WorkflowSteps (its record: kubectl get wfs, "
+            "kubectl converged report) after the run finished, then deletes them. Default: the "
+            "controller's (7 days on a deployed converged-daemon).",
+            "type": int,
+        },
+    )
     run_id: str | None = field(
         default=None,
         metadata={
@@ -172,6 +181,8 @@ class ExecutorSettings(ExecutorSettingsBase):
             )
             if getattr(self, name) <= 0
         ]
+        if self.keep_finished is not None and not 0 <= self.keep_finished <= 31_536_000:
+            out.append("--converged-keep-finished must be between 0 and 31536000 seconds (a year)")
         if not 1 <= self.group_idle <= 86400:
             out.append("--converged-group-idle must be within 1 and 86400 seconds")
         for name in ("image", "slurm_image"):

@@ -167,10 +167,23 @@ def apply_plugin_cluster(env: dict[str, str]) -> str:
         "-",
         input=json.dumps(manifest),
     )
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # this fixture is the cluster's mirror: it writes the whole status, its conditions too (a daemon that
+    # once mirrored the cluster may have left Reachable False, and the router avoids such a cluster)
     status = {
         "status": {
             "partitions": partition_status_from_sinfo(),
-            "lastSyncTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "lastSyncTime": now,
+            "conditions": [
+                {
+                    "type": kind,
+                    "status": "True",
+                    "reason": "MirroredByTests",
+                    "message": "status written by the plugin tests from sinfo",
+                    "lastTransitionTime": now,
+                }
+                for kind in ("Reachable", "Synced")
+            ],
         }
     }
     kubectl(

@@ -262,7 +262,7 @@ def test_virtual_nodes_flavors_and_queue_match_sinfo(
         p: v["cpus"] for p, v in sinfo_in_service().items()
     }
     row = kubectl(env, "get", "slurmcluster", "converged", "--no-headers").split()
-    assert row[3:5] == ["True", "True"]  # NAME TRANSPORT URL Reachable Synced
+    assert row[3:6] == [status["slurmVersion"], "True", "True"]  # NAME TRANSPORT URL Slurm Reachable Synced
     # the node-lifecycle controller sees the heartbeat Lease
     lease = eventually(  # renewed by its own heartbeat thread, which may not have run yet
         "the virtual node's heartbeat Lease",

@@ -43,7 +43,8 @@ PERMISSIONS = [
     ("update", "leases.coordination.k8s.io/kube-controller-manager", "kube-system", False),
     ("patch", "leases.coordination.k8s.io", "kube-system", False),
     ("update", "leases.coordination.k8s.io/other", SYSTEM_NS, False),
-    ("delete", "workflowsteps.converged.dev", "team-a", False),
+    ("deletecollection", "workflowsteps.converged.dev", "team-a", True),  # finished runs past retention
+    ("create", "workflowsteps.converged.dev", "team-a", False),
     ("create", "pods", "team-a", False),
     ("get", "pods/log", "team-a", False),
     ("update", "nodes", "", False),

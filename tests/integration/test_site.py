@@ -68,14 +68,13 @@ def steps_of(env: dict[str, str], run_id: str) -> dict[str, dict[str, Any]]:
     return steps
 
 
-def sacct(job_ids: list[str]) -> dict[str, tuple[str, str, str, str]]:
-    """job id -> (user, partition, state, nodes) from Slurm's accounting."""
-    out = subprocess.run(
-        ["sacct", "-n", "-X", "-P", "-o", "JobID,User,Partition,State,NodeList", "-j", ",".join(job_ids)],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+def sacct(job_ids: list[str], env: dict[str, str] | None = None) -> dict[str, tuple[str, str, str, str]]:
+    """job id -> (user, partition, state, nodes) from Slurm's accounting: hpc1's (the host's Slurm), or
+    hpc2's through `cluster hpc2-exec` when its environment is given."""
+    argv = ["sacct", "-n", "-X", "-P", "-o", "JobID,User,Partition,State,NodeList", "-j", ",".join(job_ids)]
+    if env is not None:
+        argv = [*shlex.split(env["CONVERGED_HPC2_EXEC"]), "--", *argv]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     return {f[0]: (f[1], f[2], f[3], f[4]) for f in (line.split("|") for line in out.splitlines())}
 
 
@@ -109,7 +108,7 @@ def slurm_tokens(env: dict[str, str]) -> list[str]:
     return [
         base64.b64decode(s["data"]["token"]).decode()
         for s in secrets
-        if s["metadata"]["name"].startswith("slurm-token-")
+        if s["metadata"]["name"].startswith("slurm-") and "-token-" in s["metadata"]["name"]  # hpc1 and hpc2
     ]
 
 
@@ -196,17 +195,19 @@ def test_hybrid_example_runs_as_alice_with_no_flags(cluster_env: dict[str, str])
 
     # the plan came first, with every job, its backend, target and reason
     plan = output[output.index("converged plan for run") : output.index("snakemake --executor converged -j")]
-    assert f"in namespace {USER}: 6 jobs" in plan, plan[:2000]
+    assert f"in namespace {USER}: 7 jobs" in plan, plan[:2000]
     assert re.search(rf"train\s+-\s+slurm\s+{CLUSTER}/gpu\s", plan), plan[:3000]  # the only a100 GPUs
+    assert re.search(r"assemble\s+-\s+slurm\s+hpc2/bigmem\s", plan), plan[:3000]  # the only 64 GB node
 
     steps = steps_of(env, run_id)
-    assert len(steps) == 6, sorted(steps)
+    assert len(steps) == 7, sorted(steps)
     assert all(s["status"]["phase"] == "Succeeded" and s["status"]["exitCode"] == 0 for s in steps.values())
     assert {k: s["spec"]["backend"] for k, s in steps.items() if k != "report"} == {
         "prepare/alpha": "slurm",
         "prepare/beta": "slurm",
         "prepare/gamma": "slurm",
         "train": "slurm",
+        "assemble": "slurm",
         "summarize": "kueue",
     }
     # no flags: the images, queue and shared path are the site's (ConfigMap converged-site)
@@ -215,21 +216,35 @@ def test_hybrid_example_runs_as_alice_with_no_flags(cluster_env: dict[str, str])
     assert images == {"slurm": site["slurmImage"], "kueue": site["image"]}
     assert steps["summarize"]["spec"]["kueue"]["localQueue"] == site["localQueue"]
 
-    # Slurm's accounting: as alice, on the partitions the plan said
+    # each cluster's own accounting: as alice, on the cluster and partition the plan said (a cpu step
+    # may go to either cluster's cpu partition: both have one)
     slurm_steps = {k: s for k, s in steps.items() if s["spec"]["backend"] == "slurm"}
-    ids = {k: str(s["status"]["backendRef"]["jobId"]) for k, s in slurm_steps.items()}
-    accounted = sacct(list(ids.values()))
-    for key, job_id in ids.items():
-        user, partition, state, _ = accounted[job_id]
-        expected = {"train": "gpu", "report": slurm_steps[key]["spec"]["slurm"].get("partition")}.get(
-            key, "cpu"
+    where = {
+        k: (s["status"]["backendRef"]["cluster"], str(s["status"]["backendRef"]["jobId"]))
+        for k, s in slurm_steps.items()
+    }
+    assert where["train"][0] == CLUSTER and where["assemble"][0] == "hpc2"
+    accounted = {
+        cluster: sacct([j for c, j in where.values() if c == cluster], env if cluster == "hpc2" else None)
+        for cluster in {c for c, _ in where.values()}
+    }
+    for key, (cluster, job_id) in where.items():
+        user, partition, state, _ = accounted[cluster][job_id]
+        expected = {
+            "train": "gpu",
+            "assemble": "bigmem",
+            "report": slurm_steps[key]["spec"]["slurm"].get("partition"),
+        }
+        assert (user, partition, state) == (USER, expected.get(key, "cpu"), "COMPLETED"), (
+            key,
+            cluster,
+            job_id,
         )
-        assert (user, partition, state) == (USER, expected, "COMPLETED"), (key, accounted[job_id])
 
     # every output is alice's, whichever backend wrote it (her Kubernetes pods run as her uid)
     workdir = Path(next(iter(steps.values()))["spec"]["workingDir"])
     alice_uid = int(subprocess.run(["id", "-u", USER], capture_output=True, text=True, check=True).stdout)
-    for output_file in ["prepared/alpha.txt", "model.txt", "summary.txt", "report.txt"]:
+    for output_file in ["prepared/alpha.txt", "model.txt", "assembly.txt", "summary.txt", "report.txt"]:
         assert (workdir / output_file).stat().st_uid == alice_uid, output_file
     report = (workdir / "report.txt").read_text().splitlines()
     assert [line.split(":")[0] for line in report] == [
@@ -237,10 +252,12 @@ def test_hybrid_example_runs_as_alice_with_no_flags(cluster_env: dict[str, str])
         "prepare beta",
         "prepare gamma",
         "train",
+        "assemble",
         "summarize",
     ]
     assert all("partition cpu" in line and f"user {USER}" in line for line in report[:3]), report
-    assert "partition gpu GPUs 0" in report[3] and "Kubernetes pod" in report[4], report
+    assert "partition gpu GPUs 0" in report[3] and "Kubernetes pod" in report[5], report
+    assert "cluster hpc2" in report[4] and "partition bigmem node h2big" in report[4], report
 
     # the user's own `kubectl get wfs`, and no Slurm token in anything the run printed
     assert f"kubectl get workflowsteps -l converged.dev/run={run_id}" in output

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import time
 import uuid
@@ -41,15 +42,28 @@ EXPECTED = {
     "slurmd g1",
     "slurmrestd",
     "apptainer",
+    "hpc2 slurmdbd",
+    "hpc2 slurmctld",
+    "hpc2 slurmd h2n1",
+    "hpc2 slurmd h2n2",
+    "hpc2 slurmd h2big",
+    "hpc2 slurmrestd",
+    "hpc2 apptainer",
     "user environment",
     "site daemon",
 }
+# Debian installs slurmctld, slurmd and slurmstepd as -wlm behind alternatives (the kernel names those);
+# hpc2's daemons are sid's, named as their own root sees them: the same paths
 SLURM_EXES = {
     "/usr/sbin/munged",
     "/usr/sbin/mariadbd",
     "/usr/sbin/slurmdbd",
     "/usr/sbin/slurmctld",
+    "/usr/sbin/slurmctld-wlm",
     "/usr/sbin/slurmd",
+    "/usr/sbin/slurmd-wlm",
+    "/usr/sbin/slurmstepd",
+    "/usr/sbin/slurmstepd-wlm",
     "/usr/sbin/slurmrestd",
 }
 # the real node's runtime, from Debian (kubelet itself is a cached build)
@@ -79,11 +93,13 @@ def our_processes(cache: Path) -> list[tuple[int, str]]:
     return found
 
 
-def eventually_running(job_id: str, timeout: float = 30) -> None:
+def eventually_running(job_id: str, timeout: float = 30, squeue: list[str] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         state = subprocess.run(
-            ["squeue", "--noheader", "--jobs", job_id, "--format=%T"], capture_output=True, text=True
+            [*(squeue or ["squeue"]), "--noheader", "--jobs", job_id, "--format=%T"],
+            capture_output=True,
+            text=True,
         ).stdout.strip()
         if state == "RUNNING":
             return
@@ -156,6 +172,15 @@ def test_down_leaves_no_process_or_mount_of_ours_and_up_restores(
         check=True,
     ).stdout.strip()
     eventually_running(job)
+    # nor hpc2's
+    hpc2 = [*shlex.split(cluster_env["CONVERGED_HPC2_EXEC"]), "--"]
+    hpc2_job = subprocess.run(
+        [*hpc2, "sbatch", "--parsable", "--output=/dev/null", "--chdir=/tmp", "--wrap=sleep 300"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    eventually_running(hpc2_job, squeue=[*hpc2, "squeue"])
     # nor may a running pod's containers, sandbox, network namespace or mounts
     netns_before = network_namespaces()
     sleeper = real_node_sleeper(
@@ -173,16 +198,28 @@ def test_down_leaves_no_process_or_mount_of_ours_and_up_restores(
     finally:
         cluster("up")
     assert cluster("status").returncode == 0
-    # no container or sandbox came back with the cluster: the only ones are the pods that exist now
-    # (the site's daemon Deployment makes its pods again; the sleeper was deleted by down)
+    # no container or sandbox came back with the cluster: the only ones are those of pods that exist now
+    # (the site's daemon Deployment makes its pods again; the sleeper was deleted by down). A pod deleted
+    # moments ago may still have its containers while the kubelet stops them: hence the wait.
     ctr = ["ctr", f"--address={cluster_env['CONTAINERD_ADDRESS']}", "--namespace=k8s.io", "containers"]
-    ids = subprocess.run([*ctr, "ls", "-q"], capture_output=True, text=True, check=True).stdout.split()
-    pods = set()
-    for container in ids:
-        info = json.loads(
-            subprocess.run([*ctr, "info", container], capture_output=True, text=True, check=True).stdout
-        )
-        pods.add(info["Labels"].get("io.kubernetes.pod.name"))
-    existing = {p.metadata.name for p in client.CoreV1Api(kube_api).list_pod_for_all_namespaces().items}
-    assert sleeper not in pods
-    assert pods <= existing, pods - existing
+
+    def strays() -> set[str | None]:
+        pods = set()
+        for container in subprocess.run(
+            [*ctr, "ls", "-q"], capture_output=True, text=True, check=True
+        ).stdout.split():
+            info = subprocess.run([*ctr, "info", container], capture_output=True, text=True)
+            if info.returncode == 0:  # gone meanwhile: not a stray
+                pods.add(json.loads(info.stdout)["Labels"].get("io.kubernetes.pod.name"))
+        existing = {p.metadata.name for p in client.CoreV1Api(kube_api).list_pod_for_all_namespaces().items}
+        return pods - existing
+
+    deadline = time.monotonic() + 90
+    while strays() and time.monotonic() < deadline:
+        time.sleep(2)
+    assert strays() == set()
+    assert (
+        not client.CoreV1Api(kube_api)
+        .list_namespaced_pod("default", field_selector=f"metadata.name={sleeper}")
+        .items
+    )

@@ -459,6 +459,16 @@ def test_an_mpi_step_refuses_whitespace_its_launcher_would_split() -> None:
         build_batch_script(step, make_cluster(ContainerRuntime.APPTAINER), uid=UID, log_dir=LOG_DIR)
 
 
+def test_an_mpi_step_is_refused_on_a_cluster_without_mpi_with_where_to_send_it() -> None:
+    step = make_step(resources={"nodes": 2, "tasks": 2})
+    with pytest.raises(InvalidStep, match=r"runs no MPI steps.*operator mpijob"):
+        build_batch_script(step, make_cluster(mpi=False), uid=UID, log_dir=LOG_DIR)
+    one_task = make_step()
+    assert "#SBATCH --ntasks=1" in build_batch_script(
+        one_task, make_cluster(mpi=False), uid=UID, log_dir=LOG_DIR
+    )
+
+
 def test_exit_code_of_the_command_is_the_jobs(tmp_path: Path) -> None:
     workdir = tmp_path / "work"
     workdir.mkdir()

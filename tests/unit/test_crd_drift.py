@@ -315,6 +315,13 @@ def test_stepallocation_printer_columns() -> None:
     assert default_columns == ["Backend", "Target", "Phase", "Job", "Steps", "Done", "Age"]
 
 
+def test_slurmcluster_printer_columns() -> None:
+    """A site with several Slurm clusters sees at a glance which Slurm each one runs."""
+    columns = served_version(load_crd("slurmclusters"))["additionalPrinterColumns"]
+    default_columns = [c["name"] for c in columns if c.get("priority", 0) == 0]
+    assert default_columns == ["Transport", "URL", "Slurm", "Reachable", "Synced", "LastSync", "Age"]
+
+
 def test_resolve_json_path_rejects_missing_fields() -> None:
     schema = crd_schema(load_crd("workflowsteps"))
     with pytest.raises(AssertionError, match="no field 'nope'"):

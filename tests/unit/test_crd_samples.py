@@ -96,6 +96,7 @@ def full_step() -> Schema:
             },
             "slurm": {"cluster": "hpc", "partition": "gpu", "account": "lab", "qos": "normal"},
             "kueue": {"localQueue": "default", "priorityClass": "high"},
+            "ttlSecondsAfterFinished": 86400,
         },
         "status": {
             "phase": "Running",
@@ -140,6 +141,7 @@ def full_cluster() -> Schema:
             "cli": {"binDir": "/usr/bin", "slurmConf": "/etc/slurm/slurm.conf"},
             "userMapping": [{"namespace": "lab-a", "user": "alice", "tokenSecretRef": secret}],
             "containerRuntime": "apptainer",
+            "mpi": False,
             "bindPaths": ["/scratch"],
             "defaults": {"partition": "cpu", "account": "lab", "qos": "normal"},
             "partitions": ["cpu", "gpu"],

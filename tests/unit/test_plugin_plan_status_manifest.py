@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -211,6 +212,12 @@ def test_each_backend_gets_its_own_image() -> None:
     assert build_step_manifest(facts(), res, KUEUE)["spec"]["image"] == "registry/step:1"
     one = StepResources(image="registry/step:1")
     assert build_step_manifest(facts(), one, CPU)["spec"]["image"] == "registry/step:1"
+
+
+def test_manifest_carries_the_runs_retention_only_when_asked() -> None:
+    assert "ttlSecondsAfterFinished" not in build_step_manifest(facts(), SMALL, CPU)["spec"]
+    kept = build_step_manifest(replace(facts(), keep_finished_seconds=3600), SMALL, CPU)
+    assert kept["spec"]["ttlSecondsAfterFinished"] == 3600
 
 
 def test_manifest_of_a_kueue_step_names_its_local_queue() -> None:

@@ -39,3 +39,10 @@ def test_images_and_shared_paths_are_checked() -> None:
         "--converged-shared-paths must be absolute paths, not data",
     ]
     assert ExecutorSettings(controller="embedded", shared_paths="/shared,/scratch").problems() == []
+
+
+def test_keep_finished_is_a_retention_of_at_most_a_year() -> None:
+    assert ExecutorSettings(keep_finished=0).problems() == []
+    assert ExecutorSettings(keep_finished=-1).problems() == [
+        "--converged-keep-finished must be between 0 and 31536000 seconds (a year)"
+    ]

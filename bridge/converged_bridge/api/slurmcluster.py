@@ -96,6 +96,7 @@ class SlurmClusterSpec(SpecModel):
     cli: CliTransport | None = None
     user_mapping: Annotated[list[UserMapping], Field(max_length=1024)] = Field(default_factory=list)
     container_runtime: ContainerRuntime = ContainerRuntime.APPTAINER
+    mpi: bool = True
     bind_paths: Annotated[
         list[Annotated[str, Field(max_length=4096, pattern=BIND_PATH_PATTERN)]], Field(max_length=64)
     ] = Field(default_factory=list)

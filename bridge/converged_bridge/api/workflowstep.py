@@ -147,6 +147,7 @@ class WorkflowStepSpec(SpecModel):
     resources: Resources = Field(default_factory=Resources)
     slurm: SlurmPlacement | None = None
     kueue: KueuePlacement | None = None
+    ttl_seconds_after_finished: Annotated[int, Field(ge=0, le=31_536_000)] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

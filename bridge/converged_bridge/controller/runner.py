@@ -47,6 +47,7 @@ from converged_bridge.reconcile.intents import (
     WriteStatus,
 )
 from converged_bridge.reconcile.lifecycle import plan_lifecycle
+from converged_bridge.reconcile.retention import plan_retention
 from converged_bridge.reconcile.status import (
     TERMINAL_PHASES,
     StatusTiming,
@@ -55,7 +56,7 @@ from converged_bridge.reconcile.status import (
     plan_ends_step,
 )
 from converged_bridge.slurm.connect import build_transport
-from converged_bridge.timing import Monotonic, WallClock, monotonic, utc_now
+from converged_bridge.timing import Monotonic, WallClock, due, monotonic, utc_now
 from converged_bridge.wire import CONTROLLER_FIELD_MANAGER, FINALIZER
 
 log = logging.getLogger("converged.controller")
@@ -101,6 +102,8 @@ class Controller:
             clock=clock,
         )
         self.cycles = 0
+        self._retention_looked: float | None = None  # monotonic; None: not yet
+        self.runs_expired = 0
         self.cycle_cpu_seconds: list[
             float
         ] = []  # CPU of each poll cycle (observe + decide + apply), last 1000
@@ -247,6 +250,32 @@ class Controller:
             for apply in applied:
                 self._guard(apply)
         self._guard(partial(self.allocations.reconcile, self.steps, self._guard))
+        now = self._monotonic()
+        if due(self._retention_looked, now, self.settings.retention_interval):
+            self._retention_looked = now
+            self._guard(self.expire_finished_runs)
+
+    def expire_finished_runs(self) -> None:
+        """Delete the steps of finished runs past their retention (reconcile.retention), a run at a time
+        in one request; their deletion then goes through the finalizer like any other."""
+        for run in plan_retention(self.steps.values(), self._clock(), self.settings.default_run_ttl()):
+            try:
+                if run.run is None:
+                    for name in run.steps:
+                        self.api.delete_step(run.namespace, name)
+                else:
+                    self.api.delete_run_steps(run.namespace, run.run)
+            except BackendError as e:
+                log.warning("could not delete finished run %s/%s: %s", run.namespace, run.run, e)
+                continue
+            self.runs_expired += 1
+            log.info(
+                "run %s/%s finished at %s and is past its retention: deleted its %d steps",
+                run.namespace,
+                run.run,
+                run.finished_at.isoformat(),
+                len(run.steps),
+            )
 
     def _model(self, uid: str, obj: dict[str, Any]) -> WorkflowStep:
         """The validated step, parsed once per resourceVersion."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, fields
+from datetime import timedelta
 
 from converged_bridge.api.workflowstep import Backend
 from converged_bridge.backends.base import BackendUnit
@@ -35,6 +36,11 @@ class ControllerSettings:
     shared_paths: str = ""  # comma-separated host directories mounted at the same path in every pod
     image_pull_policy: str = "IfNotPresent"  # for the containers of Kubernetes-backed steps
     allocation_spool: str = ""  # the controller's own directory for StepAllocation spools ("": the run's)
+    finished_run_ttl: float = 7 * 24 * 3600.0  # seconds a finished run's steps are kept; < 0: forever
+    retention_interval: float = 60.0  # seconds between looks for finished runs past their retention
+
+    def default_run_ttl(self) -> timedelta | None:
+        return None if self.finished_run_ttl < 0 else timedelta(seconds=self.finished_run_ttl)
 
     def kueue_site(self) -> KueueSite:
         paths = tuple(p for p in self.shared_paths.split(",") if p)
@@ -58,6 +64,9 @@ SETTING_HELP = {
     "allocation_spool": "a directory on the shared filesystem, writable by this controller and readable "
     "by its users, for the hand-over to StepAllocations (default: in each run's directory, which only a "
     "controller running as the user or as root may write)",
+    "finished_run_ttl": "seconds a finished run's WorkflowSteps are kept (every step terminal), unless "
+    "they set spec.ttlSecondsAfterFinished; negative: kept until deleted by hand",
+    "retention_interval": "seconds between looks for finished runs past their retention",
 }
 
 

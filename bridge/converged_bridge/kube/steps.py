@@ -59,7 +59,18 @@ class WorkflowSteps:
         )
         return [o["metadata"]["name"] for o in deleted]
 
+    def delete_run_steps(self, namespace: str, run_id: str) -> int:
+        """Delete every step of the run, in one request (a finished run past its retention); the
+        number deleted."""
+        deleted = self.objects.delete_collection(
+            WORKFLOW_STEPS, namespace=namespace, label_selector=f"{RUN_LABEL}={run_id}"
+        )
+        return len(deleted)
+
     # --- one step ---
+    def delete_step(self, namespace: str, name: str) -> None:
+        self.objects.delete(WORKFLOW_STEPS, name, namespace=namespace)
+
     def get_step(self, namespace: str, name: str) -> dict[str, Any]:
         return self.objects.get(WORKFLOW_STEPS, name, namespace=namespace)
 

@@ -13,6 +13,10 @@ from converged_bridge.routing.types import SlurmClusterView, StepRequest
 # The sort key is (weighted wait, spares GPUs, not Slurm, target name): equal waits keep GPU partitions
 # for GPU steps, then prefer Slurm, then go by name, so the decision is deterministic.
 Key = tuple[float, bool, bool, str]
+# The weighted wait of a target converged cannot vouch for — a SlurmCluster whose capacity is not known
+# yet, or one the daemon could not reach at its last look: ranked after every verified target, so it is
+# chosen only when nothing else can take the step.
+UNVERIFIED_WAIT = float("inf")
 Candidate = tuple[Key, Backend, Any, Any, float | None, Operator]
 # A refusal, formatted only when a reason needs it: (side and target, template, arguments)
 Refusal = tuple[str, str, tuple[Any, ...]]

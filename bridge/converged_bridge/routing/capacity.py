@@ -47,8 +47,12 @@ def map_slurm_cluster(cluster: SlurmCluster) -> SlurmClusterView:
     """The router's view of one SlurmCluster."""
     name = cluster.metadata.name or ""
     default = cluster.spec.defaults.partition if cluster.spec.defaults else None
+    reachable = not any(c.type == "Reachable" and c.status == "False" for c in cluster.status.conditions)
+    mpi = cluster.spec.mpi
     if not cluster.status.partitions:
-        return SlurmClusterView(name=name, partitions=None, default_partition=default)
+        return SlurmClusterView(
+            name=name, partitions=None, default_partition=default, reachable=reachable, mpi=mpi
+        )
     partitions = tuple(
         SlurmPartitionView(
             name=p.name,
@@ -65,7 +69,9 @@ def map_slurm_cluster(cluster: SlurmCluster) -> SlurmClusterView:
         )
         for p in cluster.status.partitions
     )
-    return SlurmClusterView(name=name, partitions=partitions, default_partition=default)
+    return SlurmClusterView(
+        name=name, partitions=partitions, default_partition=default, reachable=reachable, mpi=mpi
+    )
 
 
 def _amount(value: Any) -> float:

@@ -7,7 +7,13 @@ rest; an explicit backend or partition wins when feasible, and a refusal names t
 from __future__ import annotations
 
 from converged_bridge.api.workflowstep import Backend
-from converged_bridge.routing.candidates import Candidate, Refusal, asked_partition, format_refusal
+from converged_bridge.routing.candidates import (
+    UNVERIFIED_WAIT,
+    Candidate,
+    Refusal,
+    asked_partition,
+    format_refusal,
+)
 from converged_bridge.routing.kueue_rules import kueue_candidates, kueue_wait_text
 from converged_bridge.routing.slurm_rules import slurm_candidates, slurm_wait_text
 from converged_bridge.routing.types import (
@@ -59,7 +65,9 @@ def choose(
     reason = summary(request, candidates[0], weights)
     if len(candidates) > 1:
         runner_up = candidates[1]
-        reason += f"; beats {runner_up[1].value} {runner_up[0][3]} (weighted wait {runner_up[0][0]:.0f}s)"
+        beaten = runner_up[0][0]
+        told = "unverified" if beaten == UNVERIFIED_WAIT else f"weighted wait {beaten:.0f}s"
+        reason += f"; beats {runner_up[1].value} {runner_up[0][3]} ({told})"
     elif refusals:
         reason += f"; not {format_refusal(refusals[0])}"
     if backend == Backend.SLURM:
@@ -87,5 +95,10 @@ def summary(request: StepRequest, candidate: Candidate, weights: SiteWeights) ->
     if backend == Backend.SLURM:
         if partition is None:
             return f"slurm {key[3]}: capacity unknown (SlurmCluster has no status yet), accepted unverified"
+        if not where.reachable:
+            return (
+                f"slurm {key[3]}: cluster unreachable at the daemon's last look (capacity as last seen), "
+                "accepted unverified: the step waits until the cluster answers"
+            )
         return f"slurm {key[3]}: {slurm_wait_text(request, partition, weights)}"
     return f"kueue {key[3]}: {kueue_wait_text(request, where, weights)}"

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from converged_bridge.api.workflowstep import Backend, Operator
-from converged_bridge.routing.candidates import Candidate, Refusal, asked_partition
+from converged_bridge.routing.candidates import UNVERIFIED_WAIT, Candidate, Refusal, asked_partition
 from converged_bridge.routing.types import CapacityView, SiteWeights, SlurmPartitionView, StepRequest
 
 
@@ -28,10 +28,17 @@ def slurm_candidates(
         if wanted_cluster is not None and cluster.name != wanted_cluster:
             continue
         seen_cluster = True
+        if (request.shape.tasks > 1 or request.shape.nodes > 1) and not cluster.mpi:
+            refusals.append(
+                (f"slurm {cluster.name}", "runs no MPI steps (its SlurmCluster sets mpi: false)", ())
+            )
+            continue
         if cluster.partitions is None:
+            # capacity unknown (no status yet): accepted unverified, and only when nothing verified is left
             target = f"{cluster.name}/{asked_partition(request, cluster) or '(default)'}"
-            key = (weights.slurm_startup_seconds * weights.slurm, False, False, target)
-            out.append((key, Backend.SLURM, cluster, None, None, Operator.JOB))
+            out.append(
+                ((UNVERIFIED_WAIT, False, False, target), Backend.SLURM, cluster, None, None, Operator.JOB)
+            )
             continue
         matched = False
         for partition in cluster.partitions:
@@ -42,9 +49,22 @@ def slurm_candidates(
             if problem is not None:
                 refusals.append((f"slurm {cluster.name}/{partition.name}", *problem))
                 continue
+            target = f"{cluster.name}/{partition.name}"
+            if not cluster.reachable:  # its capacity is as last seen: no wait to promise, last resort
+                out.append(
+                    (
+                        (UNVERIFIED_WAIT, False, False, target),
+                        Backend.SLURM,
+                        cluster,
+                        partition,
+                        None,
+                        Operator.JOB,
+                    )
+                )
+                continue
             wait = weights.slurm_startup_seconds + slurm_wait(request, partition, weights)
             spares = request.shape.gpus == 0 and bool(partition.gpus_total)
-            key = (wait * weights.slurm, spares, False, f"{cluster.name}/{partition.name}")
+            key = (wait * weights.slurm, spares, False, target)
             out.append((key, Backend.SLURM, cluster, partition, wait, Operator.JOB))
         if not matched:
             refusals.append((f"slurm {cluster.name}", "has no partition {!r}", (wanted_partition,)))

@@ -74,6 +74,8 @@ class SlurmClusterView:
     name: str
     partitions: tuple[SlurmPartitionView, ...] | None
     default_partition: str | None = None
+    reachable: bool = True  # False: the daemon's last cycle could not reach it (its capacity is stale)
+    mpi: bool = True  # it runs MPI steps (SlurmCluster spec.mpi)
 
 
 @dataclass(frozen=True)

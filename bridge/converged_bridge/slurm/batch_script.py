@@ -210,6 +210,12 @@ def build_step_body(
     body += _secret_lines(secret_names, secret_env_file)
     body += launch.setup_lines
     if options.ntasks > 1 or options.nodes > 1:
+        if not cluster.mpi:
+            raise InvalidStep(
+                "spec.resources",
+                "this SlurmCluster runs no MPI steps (mpi: false); send tasks or nodes > 1 to a cluster "
+                "that does, or to Kubernetes (operator mpijob)",
+            )
         if cluster.container_runtime == ContainerRuntime.PODMAN:
             raise InvalidStep("spec.resources", "MPI steps (tasks or nodes > 1) cannot run under podman")
         body += _mpi_lines(launch, options)

@@ -3,11 +3,12 @@
 Sources, each read into the same `NodeGroup` / `PartitionInfo` records:
 - slurmrestd v0.0.38 (Slurm 22.05) `/nodes` and `/partitions`; 22.05's `sinfo --json` prints the same
   node list as `/nodes` (and no partitions: `scontrol show partition --oneliner` fills that gap);
-- slurmrestd v0.0.40-v0.0.42 (Slurm 23.11+, captured from 24.11) `/nodes` and `/partitions`: states as
-  lists, numbers as {set, infinite, number} objects;
-- 24.11's `sinfo --json`: a list of groups of nodes that share partition and state, each carrying its
-  partition record. A group stands for `nodes.total` nodes; per-node figures (memory, GRES) are scaled
-  by that count, which is exact for groups of identical nodes, which is what sinfo groups.
+- slurmrestd v0.0.40-v0.0.45 (Slurm 23.11+, captured from 24.11 and 26.05) `/nodes` and `/partitions`:
+  states as lists, numbers as {set, infinite, number} objects (v0.0.45 adds partition flags and turns
+  `cpus.task_binding` into a list, nothing read here);
+- 24.11's and 26.05's `sinfo --json`: a list of groups of nodes that share partition and state, each
+  carrying its partition record. A group stands for `nodes.total` nodes; per-node figures (memory, GRES)
+  are scaled by that count, which is exact for groups of identical nodes, which is what sinfo groups.
 
 `build_capacity_snapshot` folds nodes, partitions and the job listing into a `CapacitySnapshot`.
 Capacity counts only nodes in service: a node that is down, drained or draining, failed or not yet
@@ -273,7 +274,7 @@ def parse_nodes_v0038(doc: Mapping[str, Any]) -> NodesReading:
 
 
 def parse_nodes_v0040(doc: Mapping[str, Any]) -> NodesReading:
-    """slurmrestd v0.0.40-v0.0.42 `/nodes` (and 24.11's `scontrol show nodes --json`)."""
+    """slurmrestd v0.0.40-v0.0.45 `/nodes` (and 24.11's and 26.05's `scontrol show nodes --json`)."""
     nodes = doc.get("nodes")
     if not isinstance(nodes, list):
         raise SlurmParseError("answer has no 'nodes' list")

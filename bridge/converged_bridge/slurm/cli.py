@@ -26,7 +26,7 @@ from converged_bridge.slurm.capacity import (
     parse_sinfo_json,
     partitions_known,
 )
-from converged_bridge.slurm.jobs import SlurmJob, parse_jobs_v0038, parse_jobs_v0040
+from converged_bridge.slurm.jobs import JOB_PARSERS, SlurmJob
 from converged_bridge.slurm.transport import Submission
 
 # stderr fragments of Slurm's commands that mean "try again later"
@@ -50,19 +50,19 @@ def parse_squeue_json(doc: Mapping[str, Any]) -> list[SlurmJob]:
     """`squeue --json` of any Slurm we speak; the dialect is named in its `meta`.
 
     22.05 names it at meta.plugin.type, 23.02 at meta.plugins.data_parser, 23.11+ at meta.plugin.data_parser.
+    26.05 prints v0.0.45 unless asked for another (`--json=v0.0.42`).
     """
     meta = doc.get("meta", {})
     plugin = meta.get("plugin", {})
     dialect = str(
         plugin.get("type") or plugin.get("data_parser") or meta.get("plugins", {}).get("data_parser", "")
     )
-    if dialect.endswith("v0.0.38"):
-        return parse_jobs_v0038(doc)
-    if dialect.endswith(("v0.0.40", "v0.0.41", "v0.0.42")):
-        return parse_jobs_v0040(doc)
-    raise PermanentBackendError(
-        f"squeue --json speaks {dialect or 'an unknown format'}; converged reads v0.0.38 and v0.0.40-v0.0.42"
-    )
+    parse = JOB_PARSERS.get(dialect.rsplit("/", 1)[-1])
+    if parse is None:
+        raise PermanentBackendError(
+            f"squeue --json speaks {dialect or 'an unknown format'}; converged reads {', '.join(JOB_PARSERS)}"
+        )
+    return parse(doc)
 
 
 class CliTransport:
@@ -104,7 +104,10 @@ class CliTransport:
         return int(first)
 
     def list_jobs(self) -> list[SlurmJob]:
-        out = self._run(["squeue", "--json"])
+        """Every job slurmctld still holds, finished ones included. 22.05's `squeue --json` lists them
+        unasked; 23.11+ list only pending and running jobs unless asked for every state (24.11's and
+        26.05's `squeue-finished.json`), and a step whose job left the listing would never finish."""
+        out = self._run(["squeue", "--json", "--states=all"])
         try:
             doc = json.loads(out)
         except ValueError as e:

@@ -3,9 +3,10 @@
 Slurm speaks several dialects for the same facts:
 - slurmrestd `openapi/v0.0.38` (Slurm 22.05) and `squeue --json` of 22.05: flat fields,
   `exit_code` as the raw wait status (768 = exit 3, 9 = killed by signal 9);
-- slurmrestd `v0.0.40`..`v0.0.42` (Slurm 23.11+, captured from 24.11) and their `squeue --json`:
-  states as lists, numbers as {set, infinite, number} objects, `exit_code` as an object with
-  status / return_code / signal;
+- slurmrestd `v0.0.40`..`v0.0.45` (Slurm 23.11+, captured from 24.11 and 26.05) and their
+  `squeue --json`: states as lists, numbers as {set, infinite, number} objects, `exit_code` as an object
+  with status / return_code / signal. From v0.0.43 on, `standard_output`/`standard_error` are the raw
+  patterns (`log-%j.txt`) and `stdout_expanded`/`stderr_expanded` the paths (26.05.5 in all four);
 - `sacct -P` (parsable2): `ExitCode` as `code:signal`, the only 22.05 accounting source that keeps
   a non-zero exit code (sacct --json and slurmdb v0.0.38 report exit 3 as SUCCESS/0).
 Each parser returns the same `SlurmJob`, so decisions never look at the dialect.
@@ -13,7 +14,7 @@ Each parser returns the same `SlurmJob`, so decisions never look at the dialect.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -153,8 +154,8 @@ def _build_job(
         submit_time=_epoch(job.get("submit_time")),
         start_time=start_time,
         end_time=_epoch(job.get("end_time")) if state in TERMINAL_STATES else None,  # else: the expected end
-        stdout=_expand_path(str(job.get("standard_output") or ""), job),
-        stderr=_expand_path(str(job.get("standard_error") or ""), job),
+        stdout=_log_path(job, "standard_output", "stdout_expanded"),
+        stderr=_log_path(job, "standard_error", "stderr_expanded"),
         time_limit_minutes=time_limit_minutes,
     )
 
@@ -198,7 +199,7 @@ def _exit_v0040(value: Any) -> tuple[int | None, int | None]:
 
 
 def parse_job_v0040(job: Mapping[str, Any]) -> SlurmJob:
-    """One job of slurmrestd v0.0.40-v0.0.42 (`/slurm/<v>/jobs`) or 23.11+'s `squeue --json`."""
+    """One job of slurmrestd v0.0.40-v0.0.45 (`/slurm/<v>/jobs`) or 23.11+'s `squeue --json`."""
     try:
         states = job["job_state"]
         state = JobState.parse(str(states[0] if isinstance(states, list) and states else states))
@@ -214,11 +215,29 @@ def parse_jobs_v0040(doc: Mapping[str, Any]) -> list[SlurmJob]:
     return [parse_job_v0040(j) for j in _jobs(doc)]
 
 
+# The jobs parser of each data parser version converged reads (slurmrestd's `/slurm/<v>/jobs` and the
+# `--json` of squeue speak the same): v0.0.39 (23.02) is not among them.
+JOB_PARSERS: Mapping[str, Callable[[Mapping[str, Any]], list[SlurmJob]]] = {
+    "v0.0.38": parse_jobs_v0038,
+    **{f"v0.0.{n}": parse_jobs_v0040 for n in range(40, 46)},
+}
+
+
 def _jobs(doc: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     jobs = doc.get("jobs")
     if not isinstance(jobs, list):
         raise SlurmParseError("answer has no 'jobs' list")
     return jobs
+
+
+def _log_path(job: Mapping[str, Any], raw_key: str, expanded_key: str) -> str:
+    """A job's stdout or stderr path: Slurm's own expansion where the record carries one (v0.0.43+),
+    else the path as given, its common patterns expanded here (v0.0.42 and older answers are
+    expanded already by 24.11 and 26.05; 22.05 leaves the patterns in)."""
+    expanded = job.get(expanded_key)
+    if isinstance(expanded, str) and expanded:
+        return expanded
+    return _expand_path(str(job.get(raw_key) or ""), job)
 
 
 def _expand_path(path: str, job: Mapping[str, Any]) -> str:

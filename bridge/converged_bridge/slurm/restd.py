@@ -46,7 +46,7 @@ def parse_cancel_errors_none(doc: Mapping[str, Any]) -> list[tuple[int, str]]:
 
 
 def parse_cancel_errors_v0042(doc: Mapping[str, Any]) -> list[tuple[int, str]]:
-    """(error number, message) of a v0.0.42 DELETE answer's `status` list, which comes with HTTP 200."""
+    """(error number, message) of a v0.0.42+ DELETE answer's `status` list, which comes with HTTP 200."""
     out = []
     for entry in doc.get("status") or []:
         error = entry.get("error") if isinstance(entry, Mapping) else None
@@ -100,7 +100,7 @@ def build_submit_body_v0038(sub: Submission) -> dict[str, Any]:
 
 
 def build_submit_body_v0040(sub: Submission) -> dict[str, Any]:
-    """v0.0.40-v0.0.42 job/submit body (checked against slurmrestd 24.11.5, the same for all three).
+    """v0.0.40-v0.0.45 job/submit body (checked against slurmrestd 24.11.5 and 26.05.5, the same for all).
 
     Differences from v0.0.38: `environment` is a list of "K=V" strings; the node count is
     `minimum_nodes`/`maximum_nodes`; memory and time limit are number objects; and there is no `gres`
@@ -138,13 +138,20 @@ def _number_v0040(value: int) -> dict[str, Any]:
     return {"set": True, "infinite": False, "number": value}
 
 
+# v0.0.43-v0.0.45 (Slurm 25.05+; checked against 26.05.5, `tests/data/slurm-26.05`) take the v0.0.40 submit
+# body unchanged (their job_desc_msg keeps every field sent; none of the fields they add or drop is
+# ours), answer a DELETE as v0.0.42 does, and answer refused submissions with HTTP 422 (24.11: 500).
+# Their job records carry raw output patterns beside the expanded paths, which parse_jobs_v0040 reads.
 DIALECTS: dict[str, Dialect] = {
     "v0.0.38": Dialect("v0.0.38", build_submit_body_v0038, parse_jobs_v0038, parse_cancel_errors_none),
     **{
         v: Dialect(v, build_submit_body_v0040, parse_jobs_v0040, parse_cancel_errors_none)
         for v in ("v0.0.40", "v0.0.41")
     },
-    "v0.0.42": Dialect("v0.0.42", build_submit_body_v0040, parse_jobs_v0040, parse_cancel_errors_v0042),
+    **{
+        v: Dialect(v, build_submit_body_v0040, parse_jobs_v0040, parse_cancel_errors_v0042)
+        for v in ("v0.0.42", "v0.0.43", "v0.0.44", "v0.0.45")
+    },
 }
 
 _VERSION_PATH = re.compile(r"^/slurm/(v\d+\.\d+\.\d+)/jobs/?$")

@@ -1,4 +1,4 @@
-"""`deploy/local/cluster up|down|status|env|build` — the local converged cluster's one CLI."""
+"""`deploy/local/cluster up|down|status|env|build|hpc2-exec` — the local converged cluster's one CLI."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from . import (
     apptainer,
     containerd,
     coredns,
+    hpc2,
     images,
     kube,
     kubelet,
@@ -53,7 +54,7 @@ def up(layout: Layout) -> None:
     # one apt-get run for every component, before any of them runs beside another
     packages.ensure([*slurm.PACKAGES, *containerd.PACKAGES, *images.PACKAGES])
     with ThreadPoolExecutor(max_workers=2) as pool:
-        slurm_done = pool.submit(slurm.up, layout)  # Slurm comes up beside the Kubernetes side
+        slurm_done = pool.submit(_slurm_up, layout)  # Slurm comes up beside the Kubernetes side
         images_done = pool.submit(images.build_all, layout)  # cached by recipe: slow only when it changed
         kube.up(layout)
         images_done.result()
@@ -72,9 +73,18 @@ def up(layout: Layout) -> None:
     print(f"local converged cluster up in {time.monotonic() - start:.1f}s", file=sys.stderr)
 
 
+def _slurm_up(layout: Layout) -> None:
+    """hpc1, then hpc2, which shares hpc1's munged and MariaDB."""
+    slurm.up(layout)
+    started = time.monotonic()
+    hpc2.up(layout)
+    print(f"Slurm cluster hpc2 up in {time.monotonic() - started:.1f}s", file=sys.stderr)
+
+
 def down(layout: Layout) -> None:
     for component in reversed(KUBE_SIDE):
         component.down(layout)  # kubelet drains through the API server, so kube goes down last
+    hpc2.down(layout)  # before hpc1's Slurm: it uses hpc1's munged and MariaDB
     slurm.down(layout)
     left = [name for name in procs.started_names(layout) if procs.running(layout, name) is not None]
     for name in left:  # anything else we started, by pid file
@@ -97,7 +107,7 @@ def reset(layout: Layout) -> None:
 
 def health(layout: Layout) -> list[tuple[str, bool, str]]:
     rows: list[tuple[str, bool, str]] = []
-    for component in (*KUBE_SIDE, slurm, apptainer, userenv, site):
+    for component in (*KUBE_SIDE, slurm, apptainer, hpc2, userenv, site):
         rows += component.health(layout)
     return rows
 
@@ -105,6 +115,7 @@ def health(layout: Layout) -> list[tuple[str, bool, str]]:
 def env(layout: Layout) -> dict[str, str]:
     out = kube.env(layout)
     out.update(slurm.env(layout))
+    out.update(hpc2.env(layout))
     out["CONVERGED_SHARED_DIR"] = str(layout.shared)
     out.update(images.env(layout))
     out.update(apptainer.env(layout))
@@ -123,7 +134,13 @@ def main(argv: list[str] | None = None) -> int:
     st.add_argument("--json", action="store_true")
     en = sub.add_parser("env", help="print the variables to export (KUBECONFIG, Slurm token and URLs)")
     en.add_argument("--json", action="store_true")
-    sub.add_parser("build", help="only build or find the cached binaries")
+    sub.add_parser("build", help="only build or find the cached binaries (and hpc2's root filesystem)")
+    ex = sub.add_parser(
+        "hpc2-exec",
+        help="run a command in hpc2's root (its Slurm commands: sbatch, squeue, sacct, scontrol ...)",
+    )
+    ex.add_argument("--user", help="run as this user (default: root)")
+    ex.add_argument("argv", nargs=argparse.REMAINDER, metavar="COMMAND ...")
     args = parser.parse_args(argv)
     layout = Layout.default()
     if args.command in ("up", "down", "reset", "build"):
@@ -155,6 +172,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "build":
             build(layout)
             return 0
+        if args.command == "hpc2-exec":
+            command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+            if not command:
+                parser.error("hpc2-exec needs a command")
+            # stdin, stdout and stderr are the caller's; the exit status is the command's
+            return subprocess.run(hpc2.in_root(layout, command, user=args.user), check=False).returncode
     except ClusterError as e:
         print(f"cluster {args.command}: {e}", file=sys.stderr)
         return 1

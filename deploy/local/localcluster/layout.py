@@ -42,6 +42,11 @@ class Ports:
     slurmdbd: int = 6819
     slurmrestd: int = 6820
     slurmd_base: int = 17001  # slurmd of node i listens on slurmd_base + i
+    # the second Slurm cluster, hpc2 (Slurm 26.05 in a Debian sid root); MariaDB and munge are shared
+    hpc2_slurmctld: int = 6917
+    hpc2_slurmdbd: int = 6919
+    hpc2_slurmrestd: int = 6920
+    hpc2_slurmd_base: int = 17101
 
 
 @dataclass(frozen=True)

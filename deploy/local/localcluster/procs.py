@@ -71,7 +71,8 @@ def running(layout: Layout, name: str) -> int | None:
     return pid
 
 
-WRAPPERS = ("/setpriv", "/unshare", "/sh", "/dash", "/bash")  # exec the daemon; never the daemon itself
+# programs that exec the daemon, never the daemon itself
+WRAPPERS = ("/setpriv", "/unshare", "/sh", "/dash", "/bash", "/env")
 
 
 def start(layout: Layout, d: Daemon) -> int:
@@ -96,7 +97,7 @@ def start(layout: Layout, d: Daemon) -> int:
             env=env,
             start_new_session=True,
         )
-    # setpriv, unshare and sh exec the real program: wait until the exe is no longer one of them
+    # setpriv, unshare, sh and env exec the real program: wait until the exe is no longer one of them
     exe: str | None = None
     for _ in range(250):
         exe = _exe_of(proc.pid)
@@ -172,3 +173,41 @@ def run(
     if check and cp.returncode != 0:
         raise ClusterError(f"{' '.join(argv[:3])} failed ({cp.returncode}): {cp.stderr.strip()[-2000:]}")
     return cp
+
+
+Probe = Callable[[], tuple[bool, str]]  # (healthy, detail)
+
+
+def wait_or_raise(
+    layout: Layout, what: str, check: Callable[[], bool], timeout: float, logs: list[str]
+) -> None:
+    """wait_until, but a ClusterError raised by the probe ends the wait at once; a timeout names the logs
+    of the daemons `logs`."""
+    fatal: list[ClusterError] = []
+
+    def probe() -> bool:
+        try:
+            return bool(check())
+        except ClusterError as e:
+            fatal.append(e)
+            return True
+
+    where = ", ".join(str(log_path(layout, n)) for n in logs)
+    try:
+        wait_until(what, probe, timeout)
+    except ClusterError as e:
+        raise ClusterError(f"{e}; see {where}") from None
+    if fatal:
+        raise fatal[0]
+
+
+def start_and_wait(layout: Layout, d: Daemon, probe: Probe, timeout: float) -> None:
+    """Start `d` and wait until `probe` says healthy; its exit ends the wait with an error naming its log."""
+    start(layout, d)
+
+    def check() -> bool:
+        if running(layout, d.name) is None:
+            raise ClusterError(f"{d.name} exited; see {log_path(layout, d.name)}")
+        return probe()[0]
+
+    wait_or_raise(layout, d.name, check, timeout, [d.name])

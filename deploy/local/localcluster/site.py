@@ -5,6 +5,9 @@
 - SlurmCluster `hpc1`: slurmrestd on the host's bridge address (where the daemon's pods reach it),
   steps in the step image's SIF through Apptainer, the shared directory and the Slurm client bound (MPI
   steps), each user's namespace mapped to their Slurm user; the JWTs in Secrets of converged-system.
+- SlurmCluster `hpc2` (Slurm 26.05, hpc2/): the same, with JWTs of its own (Secrets
+  `slurm-hpc2-token-<user>`) and only the shared directory bound: sid's srun needs sid's C library,
+  which the bookworm step image lacks, so MPI steps that start their ranks with it cannot run there.
 - Users alice and bob: a namespace each (annotated with their uid and gid, which their Kubernetes pods
   run as), a LocalQueue `default` on the real node's ClusterQueue, the site's defaults for their runs
   (ConfigMap `converged-site`), RBAC (`converged-user` in their namespace, the capacity reads for the
@@ -20,7 +23,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from . import apptainer, containerd, daemon_image, images, kube, kubeconfig, pki, procs, slurm
+from . import apptainer, containerd, daemon_image, hpc2, images, kube, kubeconfig, pki, procs, slurm
 from .layout import HERE, Layout
 from .procs import ClusterError
 
@@ -28,6 +31,8 @@ REPO = HERE.parents[1]
 OVERLAY = HERE / "site"
 SYSTEM_NS = "converged-system"
 CLUSTER = "hpc1"  # the SlurmCluster of the local Slurm 22.05 cluster
+CLUSTER2 = hpc2.CLUSTER  # the SlurmCluster of the local Slurm 26.05 cluster
+CLUSTERS = (CLUSTER, CLUSTER2)
 USERS = ("alice", "bob")  # each has a namespace of the same name, mapped to the Slurm user of that name
 USERS_GROUP = "converged-users"
 QUEUE = "default"  # each user's LocalQueue, on the real node's ClusterQueue
@@ -41,25 +46,38 @@ def user_dir(layout: Layout, user: str) -> Path:
     return layout.shared / "users" / user
 
 
-def token_ref(user: str) -> dict[str, str]:
-    return {"namespace": SYSTEM_NS, "name": f"slurm-token-{user}", "key": "token"}
+def token_secret(cluster: str, user: str) -> str:
+    """The Secret holding `user`'s JWT for `cluster` (hpc1's keep their first names)."""
+    return f"slurm-token-{user}" if cluster == CLUSTER else f"slurm-{cluster}-token-{user}"
 
 
-def build_slurm_cluster(layout: Layout) -> dict[str, Any]:
+def token_ref(user: str, cluster: str = CLUSTER) -> dict[str, str]:
+    return {"namespace": SYSTEM_NS, "name": token_secret(cluster, user), "key": "token"}
+
+
+def build_slurm_cluster(layout: Layout, cluster: str = CLUSTER) -> dict[str, Any]:
+    port, binds, mpi = layout.ports.slurmrestd, slurm.bind_paths(layout), True
+    if cluster == CLUSTER2:
+        # no MPI there: its ranks start with srun from inside the step image, and sid's srun needs a
+        # newer C library than the (bookworm) step image has
+        port, binds, mpi = layout.ports.hpc2_slurmrestd, [str(layout.shared)], False
     return {
         "apiVersion": "converged.dev/v1alpha1",
         "kind": "SlurmCluster",
-        "metadata": {"name": CLUSTER},
+        "metadata": {"name": cluster},
         "spec": {
             "transport": "restd",
             "restd": {
-                "url": f"http://{containerd.HOST_ADDRESS}:{layout.ports.slurmrestd}",
+                "url": f"http://{containerd.HOST_ADDRESS}:{port}",
                 "user": "root",
-                "tokenSecretRef": token_ref("root"),
+                "tokenSecretRef": token_ref("root", cluster),
             },
-            "userMapping": [{"namespace": u, "user": u, "tokenSecretRef": token_ref(u)} for u in USERS],
+            "userMapping": [
+                {"namespace": u, "user": u, "tokenSecretRef": token_ref(u, cluster)} for u in USERS
+            ],
             "containerRuntime": "apptainer",
-            "bindPaths": slurm.bind_paths(layout),
+            "mpi": mpi,
+            "bindPaths": binds,
             "defaults": {"partition": "cpu", "account": "default"},
         },
     }
@@ -112,8 +130,9 @@ def build_user_objects(layout: Layout, user: str, uid: int, gid: int) -> list[di
 
 
 def build_site_objects(
-    layout: Layout, tokens: dict[str, str], ids: dict[str, tuple[int, int]]
+    layout: Layout, tokens: dict[tuple[str, str], str], ids: dict[str, tuple[int, int]]
 ) -> list[dict[str, Any]]:
+    """`tokens`: JWT by (SlurmCluster, user)."""
     objects: list[dict[str, Any]] = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYSTEM_NS}},
         *(
@@ -121,12 +140,12 @@ def build_site_objects(
                 "apiVersion": "v1",
                 "kind": "Secret",
                 "type": "Opaque",
-                "metadata": {"name": f"slurm-token-{user}", "namespace": SYSTEM_NS},
+                "metadata": {"name": token_secret(cluster, user), "namespace": SYSTEM_NS},
                 "stringData": {"token": token},
             }
-            for user, token in tokens.items()
+            for (cluster, user), token in tokens.items()
         ),
-        build_slurm_cluster(layout),
+        *(build_slurm_cluster(layout, cluster) for cluster in CLUSTERS),
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "ClusterRoleBinding",
@@ -211,9 +230,12 @@ def _daemon(layout: Layout) -> None:
     )
 
 
-def _mirrored(layout: Layout) -> bool:
-    nodes = kube.kubectl(layout, "get", "nodes", "-l", f"converged.dev/slurm-cluster={CLUSTER}", "-o", "name")
-    return bool(nodes.strip())
+def _unmirrored(layout: Layout) -> list[str]:
+    """The site's SlurmClusters the daemon has not mirrored yet (no virtual Node of theirs)."""
+    out = kube.kubectl(layout, "get", "nodes", "-l", "converged.dev/slurm-cluster", "-o", "json")
+    labels = [n["metadata"]["labels"] for n in json.loads(out)["items"]]
+    mirrored = {lab.get("converged.dev/slurm-cluster") for lab in labels}
+    return [c for c in CLUSTERS if c not in mirrored]
 
 
 def up(layout: Layout) -> None:
@@ -226,13 +248,16 @@ def up(layout: Layout) -> None:
         home.mkdir(parents=True, exist_ok=True)
         shutil.chown(home, pw.pw_uid, pw.pw_gid)
     (layout.shared / "users").chmod(0o755)
-    tokens = {user: slurm.mint_token(user, TOKEN_LIFESPAN_S) for user in ("root", *USERS)}
+    tokens = {(CLUSTER, user): slurm.mint_token(layout, user, TOKEN_LIFESPAN_S) for user in ("root", *USERS)}
+    tokens |= {(CLUSTER2, user): hpc2.mint_token(layout, user, TOKEN_LIFESPAN_S) for user in ("root", *USERS)}
     _apply(layout, build_site_objects(layout, tokens, ids))
     for user in USERS:
         _user_kubeconfig(layout, user)
     _daemon(layout)
     procs.wait_until(
-        "the daemon to mirror SlurmCluster hpc1 (its virtual Nodes)", lambda: _mirrored(layout), 90
+        f"the daemon to mirror SlurmClusters {', '.join(CLUSTERS)} (their virtual Nodes)",
+        lambda: not _unmirrored(layout),
+        90,
     )
 
 
@@ -244,15 +269,22 @@ def health(layout: Layout) -> list[tuple[str, bool, str]]:
         status = json.loads(out).get("status", {}) if out.strip() else {}
         ready = int(status.get("readyReplicas") or 0)
         wanted = int(status.get("replicas") or 0)
-        mirrored = _mirrored(layout)
-    except (ClusterError, ValueError) as e:
+        missing = _unmirrored(layout)
+    except (ClusterError, ValueError, KeyError) as e:
         return [("site daemon", False, str(e))]
-    ok = wanted > 0 and ready == wanted and mirrored
-    detail = f"converged-daemon {ready}/{wanted} ready; SlurmCluster {CLUSTER} " + (
-        "mirrored" if mirrored else "not mirrored"
+    ok = wanted > 0 and ready == wanted and not missing
+    mirrored = [c for c in CLUSTERS if c not in missing]
+    detail = (
+        f"converged-daemon {ready}/{wanted} ready; SlurmClusters mirrored: {', '.join(mirrored) or 'none'}"
     )
+    if missing:
+        detail += f"; not mirrored: {', '.join(missing)}"
     return [("site daemon", ok, detail)]
 
 
 def env(layout: Layout) -> dict[str, str]:
-    return {"CONVERGED_SITE_SLURM_CLUSTER": CLUSTER, "CONVERGED_SITE_USERS": ",".join(USERS)}
+    return {
+        "CONVERGED_SITE_SLURM_CLUSTER": CLUSTER,
+        "CONVERGED_SITE_SLURM_CLUSTERS": ",".join(CLUSTERS),
+        "CONVERGED_SITE_USERS": ",".join(USERS),
+    }

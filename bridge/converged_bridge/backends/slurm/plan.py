@@ -33,6 +33,7 @@ class SlurmView:
     log_dir: str
     timing: StatusTiming
     log_tail: str | None = None  # tail of the job's log, read by the shell when the job failed
+    unreachable: str | None = None  # the cluster did not answer (since when, and why): nothing is decided
 
 
 def resolve_user(cluster: SlurmClusterSpec, namespace: str) -> str | None:
@@ -64,6 +65,16 @@ def plan_slurm_step(step: WorkflowStep, view: SlurmView) -> list[Intent]:
     meta = step.metadata
     job = view.job
     user = resolve_user(view.cluster, meta.namespace or "") if view.cluster else None
+    if view.unreachable is not None:
+        # nothing known of its job now: keep the phase (a running job keeps running), say why it waits
+        phase = step.status.phase or Phase.PENDING
+        waiting = (
+            "its job's state is unknown until it answers"
+            if step.status.backend_ref
+            else "it is submitted when it answers"
+        )
+        message = f"Slurm cluster {view.cluster_name} unreachable {view.unreachable}; {waiting}"
+        return _status(step, view, phase, "ClusterUnreachable", message[:1024], ref=step.status.backend_ref)
     if job is None and view.submitted_job_id is not None:
         ref = BackendRef.for_slurm_job(view.cluster_name, view.submitted_job_id)
         return _status(step, view, Phase.QUEUED, "Submitted", f"submitted as {ref.display}", ref=ref)

@@ -5,12 +5,22 @@ listing taken after its last submit attempt, and a job found in a listing is ado
 again — also after a controller crash, whose successor finds the job in its first listing. A
 StepAllocation's job is submitted the same way (its comment carries the allocation's UID); its steps are
 handed to its agent (`allocation.keeper`), never submitted alone.
+
+Clusters are listed side by side, so a cluster that answers slowly (slurmrestd waits MessageTimeout for
+a slurmctld that is down, 10 s a request) delays no other. A cluster whose listing or submission fails
+as unreachable is not asked again for a while (15 s, doubling to 5 min, reset by an answer); meanwhile
+its steps show `ClusterUnreachable` with since when and why, keep their phase, and nothing is submitted
+there; its allocations and their grouped steps keep their status until it answers. Steps on other
+clusters and on Kubernetes go on.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from converged_bridge.allocation.handover import prepare_spool, prepare_user_dir, write_warm_launcher
@@ -49,6 +59,24 @@ from converged_bridge.timing import Monotonic, WallClock, due, monotonic, utc_no
 log = logging.getLogger("converged.controller.slurm")
 
 TransportFactory = Callable[[str, SlurmClusterSpec, SecretReader], SlurmTransport]
+BACKOFF_FIRST = 15.0  # seconds an unreachable cluster is left alone after its first failure
+BACKOFF_MAX = 300.0
+
+
+@dataclass(frozen=True)
+class Outage:
+    """A cluster that did not answer: since when (wall clock, for the status), why, and when to ask
+    again (monotonic)."""
+
+    since: datetime
+    error: str
+    retry_at: float
+    backoff: float
+
+    def describe(self) -> str:
+        return f"since {self.since.strftime('%H:%M:%S')} UTC ({self.error[:300]})"
+
+
 ClusterReader = Callable[[], dict[str, SlurmClusterSpec]]  # SlurmCluster name -> spec, as stored now
 
 
@@ -82,29 +110,58 @@ class SlurmBackend:
         self._submitted: dict[str, int] = {}  # uid -> job id, until the listing shows the job
         self._attempted: dict[str, int] = {}  # uid -> snapshot seq at the last submit attempt
         self._refused: dict[str, str] = {}  # allocation uid -> why Slurm refused its job
+        self.outages: dict[str, Outage] = {}  # cluster -> its current outage
+        self._listers = ThreadPoolExecutor(4, "converged-slurm-list")
         self.queries = 0  # Slurm listings made, for benchmarks and tests
         self._keeper = AllocationKeeper(self, spool_root=allocation_spool)
 
     # --- observe ---
     def observe(self, steps: Sequence[WorkflowStep], allocations: Sequence[StepAllocation] = ()) -> None:
         """One job listing of each cluster these steps and allocations name (never a query per step),
-        then the allocations' hand-over directories."""
+        side by side, then the allocations' hand-over directories; a cluster in an outage is asked
+        again only when its backoff is over."""
         self._refresh_clusters()
+        now = self._monotonic()
+        names = []
         named = {cluster_of(step) for step in steps} | {cluster_of(a) for a in allocations}
         for name in sorted(n for n in named if n):
-            transport = self._transport(name)
-            if transport is None:
+            outage = self.outages.get(name)
+            if outage is not None and now < outage.retry_at:
                 continue
-            try:
-                jobs = transport.list_jobs()
-            except BackendError as e:
-                log.warning("listing Slurm jobs of %s failed: %s", name, e)
+            if self._transport(name) is not None:
+                names.append(name)
+        listed = (
+            list(self._listers.map(self._list, names)) if len(names) > 1 else [self._list(n) for n in names]
+        )
+        for name, result in zip(names, listed, strict=True):
+            if isinstance(result, BackendError):
+                log.warning("listing Slurm jobs of %s failed: %s", name, result)
                 self._snapshots.pop(name, None)  # never decide on a stale listing
+                self._note_outage(name, result)
                 continue
             self.queries += 1
-            self._snapshots[name] = index_by_step(jobs)
+            self._snapshots[name] = index_by_step(result)
             self._snapshot_seq[name] = self._snapshot_seq.get(name, 0) + 1
+            if self.outages.pop(name, None) is not None:
+                log.info("Slurm cluster %s answers again", name)
         self._keeper.observe(allocations)
+
+    def _list(self, name: str) -> list[SlurmJob] | BackendError:
+        transport = self._transport(name)
+        if transport is None:
+            return TransientBackendError(f"SlurmCluster {name} is gone")
+        try:
+            return transport.list_jobs()
+        except BackendError as e:
+            return e
+
+    def _note_outage(self, name: str, error: BackendError) -> None:
+        if isinstance(error, PermanentBackendError):
+            return  # refused (a token, a version): not an outage, said by the listing's log line
+        held = self.outages.get(name)
+        backoff = BACKOFF_FIRST if held is None else min(BACKOFF_MAX, held.backoff * 2)
+        since = self._clock() if held is None else held.since
+        self.outages[name] = Outage(since, str(error), self._monotonic() + backoff, backoff)
 
     def _refresh_clusters(self, force: bool = False) -> None:
         now = self._monotonic()
@@ -134,6 +191,17 @@ class SlurmBackend:
             self._refresh_clusters(force=due(self._clusters_read_at, self._monotonic(), 1.0))
         spec = self.clusters.get(name)
         snapshot = self._snapshots.get(name)
+        outage = self.outages.get(name)
+        if spec is not None and outage is not None:
+            return SlurmView(
+                cluster_name=name,
+                cluster=spec,
+                job=None,
+                submitted_job_id=None,
+                log_dir=self.log_dir(step),
+                timing=timing,
+                unreachable=outage.describe(),
+            )
         if spec is not None and snapshot is None:
             return None  # no fresh listing of this cluster yet: decide after the next one
         uid = step.metadata.uid or ""
@@ -168,6 +236,8 @@ class SlurmBackend:
         if allocation_name(step):
             return self._keeper.decide_step_cleanup(step, StatusTiming(now=self._clock()))
         view = self._view(step, StatusTiming(now=self._clock()))
+        if view is not None and view.unreachable is not None and step.status.backend_ref is not None:
+            return None  # its job may still run: cancel it once the cluster answers, then let go
         return None if view is None else plan_slurm_cleanup(step, view)
 
     def _may_submit(self, uid: str, cluster: str) -> bool:
@@ -211,7 +281,9 @@ class SlurmBackend:
             job_id = transport.submit(sub)
         except TransientBackendError as e:
             log.warning("submitting step %s failed, will retry after the next listing: %s", uid, e)
-            return Executed(stop=True)
+            self._snapshots.pop(intent.cluster, None)
+            self._note_outage(intent.cluster, e)
+            return Executed(decide_again=True)  # now in an outage: the step says so
         except PermanentBackendError as e:
             message = f"Slurm refused the job: {e}"
             return Executed(then=tuple(plan_failure(step, "SubmitFailed", message, self._clock())))
@@ -238,10 +310,16 @@ class SlurmBackend:
             prepare_spool(intent.paths)
             if intent.warm_launcher is not None:
                 write_warm_launcher(intent.paths, intent.warm_launcher)
+        except TransientBackendError as e:
+            log.warning("preparing allocation %s failed, will retry after the next listing: %s", uid, e)
+            return Executed(stop=True)
+        try:
             job_id = transport.submit(sub)
         except TransientBackendError as e:
             log.warning("submitting allocation %s failed, will retry after the next listing: %s", uid, e)
-            return Executed(stop=True)
+            self._snapshots.pop(intent.cluster, None)
+            self._note_outage(intent.cluster, e)
+            return Executed(stop=True)  # decided again once the cluster answers
         except PermanentBackendError as e:
             self._refused[uid] = f"Slurm refused the allocation's job: {e}"
             return Executed(decide_again=True)
@@ -384,6 +462,7 @@ class SlurmBackend:
         self._attempted.pop(uid, None)
 
     def close(self) -> None:
+        self._listers.shutdown(wait=False, cancel_futures=True)
         for transport, _ in self._transports.values():
             transport.close()
         self._transports.clear()

@@ -12,15 +12,14 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from .. import packages, procs
+from .. import jwt, packages, procs
 from ..layout import Layout
-from ..procs import ClusterError, Daemon
+from ..procs import ClusterError
 from .accounting import ensure_step_users, grant_slurm_db_user, init_mariadb, register_accounting
 from .config import prepare
 from .daemons import mariadbd, munged, slurmctld, slurmd, slurmd_name, slurmdbd, slurmrestd
 from .files import mkdir
 from .probes import (
-    Check,
     Probe,
     node_ok,
     node_states,
@@ -51,13 +50,9 @@ PACKAGES: list[str] = [
 # ---------------------------------------------------------------- public API
 
 
-def mint_token(user: str, lifespan_s: int = 3600) -> str:
-    """A Slurm JWT for `user` (we are root, so any user)."""
-    cp = procs.run(["scontrol", "token", f"username={user}", f"lifespan={lifespan_s}"])
-    for line in cp.stdout.splitlines():
-        if line.startswith("SLURM_JWT="):
-            return line.split("=", 1)[1].strip()
-    raise ClusterError(f"scontrol token printed no SLURM_JWT: {cp.stdout.strip()[:200]}")
+def mint_token(layout: Layout, user: str, lifespan_s: int = 3600) -> str:
+    """A Slurm JWT for `user`, signed with the cluster's key (no slurmctld needed: see jwt.py)."""
+    return jwt.mint(paths(layout).jwt_key, user, lifespan_s)
 
 
 # What an MPI step's container needs to call the host's srun from inside (bindPaths of the
@@ -84,7 +79,7 @@ def env(layout: Layout) -> dict[str, str]:
     return {
         "CONVERGED_SLURM_BIND_PATHS": ",".join(bind_paths(layout)),
         "SLURMRESTD_URL": f"http://127.0.0.1:{layout.ports.slurmrestd}",
-        "SLURM_JWT": mint_token("root", TOKEN_LIFESPAN_S),
+        "SLURM_JWT": mint_token(layout, "root", TOKEN_LIFESPAN_S),
         "SLURM_CLUSTER": CLUSTER,
         "SLURM_CONF": str(SLURM_CONF),
         "SLURMRESTD_API_VERSION": API_VERSION,
@@ -123,38 +118,7 @@ def _up_nodes(layout: Layout) -> None:
         states = node_states()
         return all(node_ok(states.get(name, ("UNKNOWN", ""))[0]) for name in names)
 
-    _wait_or_raise(layout, "slurmd", all_ok, 90, [f"slurmd-{n}" for n in names])
-
-
-def _wait_or_raise(layout: Layout, what: str, check: Check, timeout: float, logs: list[str]) -> None:
-    """wait_until, but a ClusterError raised by the probe ends the wait at once."""
-    fatal: list[ClusterError] = []
-
-    def probe() -> bool:
-        try:
-            return bool(check())
-        except ClusterError as e:
-            fatal.append(e)
-            return True
-
-    where = ", ".join(str(procs.log_path(layout, n)) for n in logs)
-    try:
-        procs.wait_until(what, probe, timeout)
-    except ClusterError as e:
-        raise ClusterError(f"{e}; see {where}") from None
-    if fatal:
-        raise fatal[0]
-
-
-def _start_and_wait(layout: Layout, d: Daemon, probe: Probe, timeout: float) -> None:
-    procs.start(layout, d)
-
-    def check() -> bool:
-        if procs.running(layout, d.name) is None:
-            raise ClusterError(f"{d.name} exited; see {procs.log_path(layout, d.name)}")
-        return probe()[0]
-
-    _wait_or_raise(layout, d.name, check, timeout, [d.name])
+    procs.wait_or_raise(layout, "slurmd", all_ok, 90, [f"slurmd-{n}" for n in names])
 
 
 def up(layout: Layout) -> None:
@@ -162,18 +126,18 @@ def up(layout: Layout) -> None:
     packages.ensure(PACKAGES)
     changed = prepare(layout)
     _restart(layout, changed)
-    _start_and_wait(layout, munged(layout), probe_munge, 30)
+    procs.start_and_wait(layout, munged(layout), probe_munge, 30)
     init_mariadb(layout)
-    _start_and_wait(layout, mariadbd(layout), lambda: probe_mariadb(layout), 90)
+    procs.start_and_wait(layout, mariadbd(layout), lambda: probe_mariadb(layout), 90)
     if "mariadb" in changed or procs.running(layout, "slurmdbd") is None:
         grant_slurm_db_user(layout)
-    _start_and_wait(layout, slurmdbd(), probe_slurmdbd, 180)
+    procs.start_and_wait(layout, slurmdbd(), probe_slurmdbd, 180)
     ensure_step_users()
     register_accounting()
-    _start_and_wait(layout, slurmctld(), probe_slurmctld, 90)
+    procs.start_and_wait(layout, slurmctld(), probe_slurmctld, 90)
     _up_nodes(layout)
-    token = mint_token("root", 600)
-    _start_and_wait(layout, slurmrestd(layout), lambda: probe_restd(layout, token), 60)
+    token = mint_token(layout, "root", 600)
+    procs.start_and_wait(layout, slurmrestd(layout), lambda: probe_restd(layout, token), 60)
 
 
 def _cancel_all_jobs(layout: Layout) -> None:
@@ -230,7 +194,7 @@ def health(layout: Layout) -> list[tuple[str, bool, str]]:
 
 def _probe_restd_fresh(layout: Layout) -> tuple[bool, str]:
     try:
-        token = mint_token("root", 300)
+        token = mint_token(layout, "root", 300)
     except (ClusterError, OSError) as e:
         return False, f"no token: {e}"
     return probe_restd(layout, token)

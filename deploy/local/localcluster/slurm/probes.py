@@ -61,8 +61,13 @@ def node_states() -> dict[str, tuple[str, str]]:
     cp = subprocess.run(["scontrol", "show", "node", "-o"], capture_output=True, text=True, timeout=15)
     if cp.returncode != 0:
         raise ClusterError(f"scontrol show node failed: {cp.stderr.strip()}")
+    return parse_node_states(cp.stdout)
+
+
+def parse_node_states(text: str) -> dict[str, tuple[str, str]]:
+    """{node: (State, Reason)} of `scontrol show node -o` output."""
     out: dict[str, tuple[str, str]] = {}
-    for line in cp.stdout.splitlines():
+    for line in text.splitlines():
         fields = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
         reason = line.split("Reason=", 1)[1] if "Reason=" in line else ""
         if "NodeName" in fields:
