@@ -240,3 +240,41 @@ def test_kueue_allocation_runs_its_steps_in_one_pod(
     assert (
         wait_for(env, "stepallocation", alloc["metadata"]["name"], TERMINAL)["status"]["phase"] == "Succeeded"
     )
+
+
+def test_a_finished_runs_allocations_go_with_its_steps_after_its_retention(
+    group_env: dict[str, str], rundir: Path, tmp_path: Path
+) -> None:
+    env, run = group_env, f"it-{new_id()}"
+    # a controller of its own (retention 3 s), on objects no other controller of this module selects
+    label = {"converged.dev/controller": "groups-retention"}
+    retaining = ControllerProcess(
+        env,
+        tmp_path / "retention.log",
+        extra_args=(
+            "--label-selector=converged.dev/controller=groups-retention",
+            f"--shared-paths={env['CONVERGED_SHARED_DIR']}",
+            "--finished-run-ttl=3",
+            "--retention-interval=1",
+        ),
+    )
+    retaining.start()
+    try:
+        manifest = allocation_manifest(f"{run}-g1", run, rundir, env["CONVERGED_SLURM_IMAGE"])
+        manifest["metadata"]["labels"].update(label)
+        alloc = create(env, manifest)
+        names = [f"{run}-s{i}" for i in range(2)]
+        for i, name in enumerate(names):
+            create(env, grouped_step(name, alloc, i, echo(f"step-{i}")))
+        close(env, alloc["metadata"]["name"], 2)
+        eventually(
+            "the run's steps and its allocation deleted",
+            lambda: all(
+                get(env, k, n) is None for k, n in [("alloc", f"{run}-g1"), *(("wfs", n) for n in names)]
+            ),
+            timeout=180,
+        )
+    finally:
+        retaining.stop()
+    assert "deleted its 2 steps and 1 StepAllocations" in retaining.log.read_text()
+    assert len(jobs_with_comment(alloc["metadata"]["uid"])) == 1  # it ran, once, before it went

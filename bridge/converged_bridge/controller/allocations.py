@@ -105,6 +105,12 @@ class AllocationDriver:
             out.setdefault(alloc.spec.backend, []).append(alloc)
         return out
 
+    def delete_run(self, namespace: str, run_id: str) -> int:
+        """Delete a finished run's allocations with its steps (retention); how many went."""
+        if self.api is None or not self._served:
+            return 0
+        return self.api.delete_run_allocations(namespace, run_id)
+
     def _model(self, uid: str, obj: dict[str, Any]) -> StepAllocation:
         rv = obj["metadata"].get("resourceVersion", "")
         held = self._parsed.get(uid)

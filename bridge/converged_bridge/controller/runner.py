@@ -257,24 +257,29 @@ class Controller:
 
     def expire_finished_runs(self) -> None:
         """Delete the steps of finished runs past their retention (reconcile.retention), a run at a time
-        in one request; their deletion then goes through the finalizer like any other."""
+        in one request, with the run's StepAllocations in another; their deletion then goes through the
+        finalizer like any other."""
         for run in plan_retention(self.steps.values(), self._clock(), self.settings.default_run_ttl()):
+            allocations = 0
             try:
                 if run.run is None:
                     for name in run.steps:
                         self.api.delete_step(run.namespace, name)
                 else:
+                    # its allocations first: should the steps' call fail, the next look finds the run
+                    allocations = self.allocations.delete_run(run.namespace, run.run)
                     self.api.delete_run_steps(run.namespace, run.run)
             except BackendError as e:
                 log.warning("could not delete finished run %s/%s: %s", run.namespace, run.run, e)
                 continue
             self.runs_expired += 1
             log.info(
-                "run %s/%s finished at %s and is past its retention: deleted its %d steps",
+                "run %s/%s finished at %s and is past its retention: deleted its %d steps%s",
                 run.namespace,
                 run.run,
                 run.finished_at.isoformat(),
                 len(run.steps),
+                f" and {allocations} StepAllocations" if allocations else "",
             )
 
     def _model(self, uid: str, obj: dict[str, Any]) -> WorkflowStep:

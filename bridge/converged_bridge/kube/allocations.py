@@ -48,6 +48,14 @@ class StepAllocations:
         )
         return [o["metadata"]["name"] for o in deleted]
 
+    def delete_run_allocations(self, namespace: str, run_id: str) -> int:
+        """Delete every allocation of the run, in one request (a finished run past its retention); the
+        number deleted."""
+        deleted = self.objects.delete_collection(
+            STEP_ALLOCATIONS, namespace=namespace, label_selector=f"{RUN_LABEL}={run_id}"
+        )
+        return len(deleted)
+
     def patch_allocation_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         return self.objects.patch(
             STEP_ALLOCATIONS, name, {"status": status}, namespace=namespace, subresource="status"
