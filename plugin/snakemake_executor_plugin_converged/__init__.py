@@ -383,6 +383,16 @@ class Executor(RemoteExecutor):
         super().shutdown()
         for name, count in self.allocations.close_all():  # the run ended: nothing more will come
             self._close_allocation(name, count)
+        if self.embedded and self.allocations.created:  # our controller records how they end
+            left = self.session.wait_allocations_finished(
+                self.allocations.created, self.settings.cancel_timeout
+            )
+            if left:
+                self.logger.warning(
+                    f"converged: StepAllocations {', '.join(left)} have not ended yet; they end by "
+                    "themselves (closed, or idle for --converged-group-idle), their status stays as last "
+                    "written"
+                )
         self._summarize()
         self.session.close()
 

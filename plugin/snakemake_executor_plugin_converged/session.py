@@ -251,6 +251,28 @@ class RunSession:
             for o in self.allocations.list_run_allocations(self.namespace, self.run_id)
         }
 
+    def wait_allocations_finished(self, names: set[str], timeout: float) -> list[str]:
+        """Wait (up to `timeout` s) until the named allocations have finished, reading the run's once per
+        half second: an embedded controller must see their jobs end before it stops, or their status
+        stays as it last wrote it. The names of those still unfinished."""
+        from converged_bridge.kube.steps import FINISHED_PHASES
+
+        deadline = self._clock() + timeout
+        while True:
+            try:
+                found = self.read_allocations()
+                left = sorted(
+                    n
+                    for n in names
+                    if n in found and (found[n].get("status") or {}).get("phase") not in FINISHED_PHASES
+                )
+            except BackendError as e:
+                log.warning("checking the run's allocations failed: %s", e)
+                left = sorted(names)
+            if not left or self._clock() >= deadline:
+                return left
+            time.sleep(0.5)
+
     def cancel(self, timeout: float) -> list[str]:
         """Delete the run's unfinished WorkflowSteps and StepAllocations (one call each) and wait (up to
         `timeout` s) until the controller has cancelled their backend jobs and let them go. Finished ones

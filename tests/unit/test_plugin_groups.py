@@ -3,6 +3,8 @@ and how long, its manifest, the run's book of them; and the seed's example plann
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import pytest
 from snakemake_interface_common.exceptions import WorkflowError
 
@@ -28,6 +30,8 @@ from snakemake_executor_plugin_converged.groups import (
 from snakemake_executor_plugin_converged.plan import PlanEntry
 from snakemake_executor_plugin_converged.resources import StepResources, parse_job_resources
 from snakemake_executor_plugin_converged.schedule import plan_schedule
+from snakemake_executor_plugin_converged.session import RunSession
+from tests.unit.clocks import ManualClock
 from tests.unit.test_plugin_plan_seed import plan
 
 CPU = RouteDecision(
@@ -159,3 +163,32 @@ def test_the_seed_chains_run_in_three_allocations_of_four_two_and_two_steps(tmp_
         "-> StepAllocation sm-seed-g3: 2 steps, 2 at once, time limit 7 min",
     ]
     assert not any("StepAllocation" in line for line in plan(tmp_path, "-j", "10"))  # type: ignore[arg-type]
+
+
+class ListedAllocations:
+    """The run's StepAllocations as successive LISTs show them (our own edge); each LIST takes 20 s."""
+
+    def __init__(self, phases: list[str], clock: ManualClock) -> None:
+        self.phases, self.clock, self.calls = phases, clock, 0
+
+    def list_run_allocations(self, namespace: str, run_id: str) -> list[dict[str, Any]]:
+        phase = self.phases[min(self.calls, len(self.phases) - 1)]
+        self.calls += 1
+        self.clock.advance(20)
+        return [{"metadata": {"name": "sm-1-g1"}, "status": {"phase": phase}}]
+
+
+def test_an_embedded_run_waits_for_its_allocations_to_end_before_its_controller_stops() -> None:
+    clock = ManualClock()
+    listed = ListedAllocations(["Running", "Succeeded"], clock)
+    session = RunSession(
+        cast(Any, None),
+        allocations=cast(Any, listed),
+        namespace="team-a",
+        run_id="sm-1",
+        clock=clock.monotonic,
+    )
+    assert session.wait_allocations_finished({"sm-1-g1"}, 60) == [] and listed.calls == 2
+    stuck = ListedAllocations(["Running"], clock)
+    session.allocations = cast(Any, stuck)
+    assert session.wait_allocations_finished({"sm-1-g1"}, 30) == ["sm-1-g1"] and stuck.calls == 2
