@@ -35,6 +35,7 @@ VERSION: Final = "v1alpha1"
 API_VERSION: Final = "converged.dev/v1alpha1"
 WORKFLOW_STEPS: Final = Kind(GROUP, VERSION, "workflowsteps", "WorkflowStep")
 SLURM_CLUSTERS: Final = Kind(GROUP, VERSION, "slurmclusters", "SlurmCluster")
+STEP_ALLOCATIONS: Final = Kind(GROUP, VERSION, "stepallocations", "StepAllocation")
 
 # --- labels and annotations on WorkflowSteps (set by the plugin) ---
 RUN_LABEL: Final = "converged.dev/run"
@@ -53,7 +54,8 @@ PLAN_GROUP_ANNOTATION: Final = "converged.dev/plan-group"
 ESTIMATE_READY_ANNOTATION: Final = "converged.dev/estimate-ready"
 ESTIMATE_START_ANNOTATION: Final = "converged.dev/estimate-start"
 ESTIMATE_END_ANNOTATION: Final = "converged.dev/estimate-end"
-# steps that ran in one allocation together carry its name (none do yet: see docs/workflowsteps.md)
+# a step that runs in a StepAllocation carries its name (the plugin sets it; the controller hands the step
+# to that allocation's agent instead of submitting it alone)
 GROUP_LABEL: Final = "converged.dev/group"
 FINALIZER: Final = "converged.dev/backend-cleanup"  # the controller cancels the backend job first
 # on a Namespace, set by the site admin: the uid and gid its steps' pods run as on Kubernetes (the
@@ -64,6 +66,7 @@ RUN_AS_NAME_ANNOTATION: Final = "converged.dev/run-as-name"  # USER and LOGNAME 
 
 # --- labels on the objects a Kubernetes-backed step makes ---
 STEP_UID_LABEL: Final = "converged.dev/step-uid"
+ALLOCATION_UID_LABEL: Final = "converged.dev/allocation-uid"  # on the Job (and pods) of a StepAllocation
 MANAGED_LABEL: Final = "converged.dev/managed-by"
 MANAGED_VALUE: Final = "converged"
 

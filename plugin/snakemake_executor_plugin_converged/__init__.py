@@ -1,8 +1,9 @@
 """Snakemake executor plugin: `snakemake --executor converged`.
 
 Each snakemake job becomes one WorkflowStep (converged.dev/v1alpha1) that runs on Slurm or through
-Kueue, as the router decides. This module holds the settings and a thin Executor; the work is done by
-`resources` (per-rule resources), `naming`, `manifest`, `plan`, `status` (pure) and `session` (I/O).
+Kueue, as the router decides. This module holds a thin Executor (its settings are in `settings`); the
+work is done by `resources` (per-rule resources), `naming`, `manifest`, `plan`, `status`, `groups`
+(pure) and `session` (I/O).
 
 Importing this module loads no kubeconfig and contacts no cluster: that happens when snakemake
 creates the executor for a run that uses it.
@@ -14,18 +15,24 @@ import os
 import sys
 import uuid
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass, field
 from typing import Any
 
 from snakemake_interface_common.exceptions import WorkflowError
 from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
 from snakemake_interface_executor_plugins.executors.remote import RemoteExecutor
 from snakemake_interface_executor_plugins.jobs import JobExecutorInterface
-from snakemake_interface_executor_plugins.settings import CommonSettings, ExecutorSettingsBase, SharedFSUsage
+from snakemake_interface_executor_plugins.settings import CommonSettings, SharedFSUsage
 
 from converged_bridge.errors import BackendError
 from converged_bridge.routing import Preference, SiteWeights, route_batch
-from converged_bridge.wire import CONTROLLER_LABEL, EMBEDDED
+from converged_bridge.schedule import build_machine
+from converged_bridge.wire import CONTROLLER_LABEL, EMBEDDED, GROUP_LABEL
+from snakemake_executor_plugin_converged.groups import (
+    AllocationBook,
+    AllocationPlan,
+    build_allocation_manifest,
+    plan_run_allocations,
+)
 from snakemake_executor_plugin_converged.jobinfo import (
     dag_levels,
     identify_job,
@@ -41,174 +48,11 @@ from snakemake_executor_plugin_converged.plan import PlanEntry, render_plan
 from snakemake_executor_plugin_converged.preflight import RunFacts, check_run
 from snakemake_executor_plugin_converged.resources import ResourceParser, StepResources
 from snakemake_executor_plugin_converged.schedule import PlanSchedule, plan_schedule
+from snakemake_executor_plugin_converged.settings import ExecutorSettings
+
+__all__ = ["Executor", "ExecutorSettings", "common_settings"]  # what snakemake reads of a plugin
 from snakemake_executor_plugin_converged.site import merge_site_defaults
 from snakemake_executor_plugin_converged.status import State, map_step_outcome
-
-
-@dataclass
-class ExecutorSettings(ExecutorSettingsBase):
-    """`--converged-<name>` options; set them in a profile for a site-wide default."""
-
-    namespace: str | None = field(
-        default=None,
-        metadata={
-            "help": "Kubernetes namespace of the run's WorkflowSteps (its SlurmCluster user mapping "
-            "decides the Slurm user). Default: the namespace of the kubeconfig's current context.",
-            "type": str,
-        },
-    )
-    kubeconfig: str | None = field(
-        default=None,
-        metadata={
-            "help": "Kubeconfig file. Default: $KUBECONFIG, ~/.kube/config, then in-cluster.",
-            "type": str,
-        },
-    )
-    default_backend: str = field(
-        default="auto",
-        metadata={
-            "help": "Backend for rules without a converged_backend resource: slurm, kueue, or auto "
-            "(the router picks the feasible side with the shortest expected wait).",
-            "choices": [p.value for p in Preference],
-            "type": str,
-        },
-    )
-    slurm_cluster: str | None = field(
-        default=None,
-        metadata={
-            "help": "SlurmCluster to submit to. Default: any SlurmCluster that maps the namespace.",
-            "type": str,
-        },
-    )
-    local_queue: str | None = field(
-        default=None,
-        metadata={
-            "help": "Kueue LocalQueue (in the namespace) for Kubernetes steps; a rule's "
-            "converged_local_queue resource overrides it. Default: any LocalQueue of the namespace.",
-            "type": str,
-        },
-    )
-    image: str | None = field(
-        default=None,
-        metadata={
-            "help": "Container image the steps run in (it needs python3 and snakemake); a rule's "
-            "converged_image resource overrides it. Required for Kubernetes steps; on Slurm it is "
-            "run by the SlurmCluster's container runtime. Default: none (Slurm steps run on the host).",
-            "type": str,
-        },
-    )
-    slurm_image: str | None = field(
-        default=None,
-        metadata={
-            "help": "The image for steps routed to Slurm, when the Slurm side names it differently "
-            "(an Apptainer .sif file, docker://..., or with charliecloud an unpacked directory); a rule's "
-            "converged_slurm_image or converged_image resource overrides it. Default: --converged-image.",
-            "type": str,
-        },
-    )
-    shared_paths: str | None = field(
-        default=None,
-        metadata={
-            "help": "Embedded controller only: comma-separated host directories (the shared filesystem, "
-            "holding the workflow directory) mounted at the same path in every Kubernetes step pod. "
-            "A deployed controller has its own setting. Default: none.",
-            "type": str,
-        },
-    )
-    controller: str = field(
-        default="deployed",
-        metadata={
-            "help": "deployed: a converged controller runs in the cluster. embedded: run the "
-            "controller inside this snakemake process (no daemon needed; do not use both on one namespace).",
-            "choices": ["deployed", "embedded"],
-            "type": str,
-        },
-    )
-    plan: bool = field(
-        default=False,
-        metadata={
-            "help": "Print the plan (every job of the DAG with backend, target, reason, group and "
-            "estimated start and end; the groups of consecutive steps by resource shape; the estimated "
-            "makespan and CPU/memory/GPU-hours) and exit without running anything.",
-        },
-    )
-    poll_interval: float = field(
-        default=2.0,
-        metadata={
-            "help": "Seconds between status checks (one LIST of the run's WorkflowSteps each) and, "
-            "in embedded mode, between the controller's Slurm listings.",
-            "type": float,
-        },
-    )
-    capacity_refresh: float = field(
-        default=30.0,
-        metadata={
-            "help": "Seconds the router reuses a capacity snapshot before reading it again.",
-            "type": float,
-        },
-    )
-    slurm_weight: float = field(
-        default=1.0,
-        metadata={"help": "Multiplier on Slurm's expected wait when routing automatically.", "type": float},
-    )
-    kueue_weight: float = field(
-        default=1.0,
-        metadata={"help": "Multiplier on Kueue's expected wait when routing automatically.", "type": float},
-    )
-    cancel_timeout: float = field(
-        default=60.0,
-        metadata={
-            "help": "Seconds to wait, on cancel (Ctrl-C), for the run's steps and their backend jobs to go.",
-            "type": float,
-        },
-    )
-    keep_finished: int | None = field(
-        default=None,
-        metadata={
-            "help": "Seconds the controller keeps this run's WorkflowSteps (its record: kubectl get wfs, "
-            "kubectl converged report) after the run finished, then deletes them. Default: the "
-            "controller's (7 days on a deployed converged-daemon).",
-            "type": int,
-        },
-    )
-    run_id: str | None = field(
-        default=None,
-        metadata={
-            "help": "Run id labelling the WorkflowSteps (converged.dev/run). Default: random per run.",
-            "type": str,
-        },
-    )
-
-    def problems(self) -> list[str]:
-        """Every problem with these settings at once."""
-        out = [
-            f"--converged-{name.replace('_', '-')} must be > 0"
-            for name in (
-                "poll_interval",
-                "capacity_refresh",
-                "cancel_timeout",
-                "slurm_weight",
-                "kueue_weight",
-            )
-            if getattr(self, name) <= 0
-        ]
-        if self.keep_finished is not None and not 0 <= self.keep_finished <= 31_536_000:
-            out.append("--converged-keep-finished must be between 0 and 31536000 seconds (a year)")
-        for name in ("image", "slurm_image"):
-            value = getattr(self, name)
-            if value is not None and (not value.strip() or value.startswith("-")):
-                out.append(f"--converged-{name.replace('_', '-')} must be a container image reference")
-        if self.shared_paths:
-            if self.controller != "embedded":
-                out.append(
-                    "--converged-shared-paths is for the embedded controller "
-                    "(a deployed controller mounts what its own --shared-paths names)"
-                )
-            relative = [p for p in self.shared_paths.split(",") if p and not p.startswith("/")]
-            if relative:
-                out.append(f"--converged-shared-paths must be absolute paths, not {', '.join(relative)}")
-        return out
-
 
 # One storage model for both backends: a shared filesystem, mounted at the same path on the Slurm
 # nodes and (hostPath or a PVC) in the Kubernetes pods. Jobs run in the workflow directory, sources
@@ -274,12 +118,18 @@ class Executor(RemoteExecutor):
             # parses every job's resources and routes it: a bad value fails before any submission
             entries, local_jobs = self._plan_entries()
             self.plan = self._plan_schedule(entries)
+            self.allocations = AllocationBook(self._plan_allocations(entries))
             problems = [] if settings.plan else self._preflight(entries)
         except BackendError as e:
             raise WorkflowError(f"converged: cannot read the cluster: {e}") from e
         if settings.plan:
             text = render_plan(
-                entries, self.plan, run_id=self.run_id, namespace=self.namespace, local_jobs=local_jobs
+                entries,
+                self.plan,
+                run_id=self.run_id,
+                namespace=self.namespace,
+                local_jobs=local_jobs,
+                allocations=self.allocations.plans,
             )
             print(text, end="", flush=True)
             raise SystemExit(0)
@@ -299,12 +149,13 @@ class Executor(RemoteExecutor):
     def _preflight(self, entries: list[PlanEntry]) -> list[str]:
         """Every problem that would only show once steps ran: permissions, unroutable steps, a workflow
         directory off the shared filesystem or not writable for the namespace's Slurm user."""
+        grouped = bool(self.allocations.plans)
         slurm_user = self.session.slurm_user()
         facts = RunFacts(
             namespace=self.namespace,
             working_dir=self.working_dir,
             entries=entries,
-            missing_permissions=self.session.missing_permissions(),
+            missing_permissions=self.session.missing_permissions(allocations=grouped),
             slurm_user=slurm_user,
             slurm_user_facts=read_user_facts(slurm_user) if slurm_user else None,
             shared_dirs=self.site.shared_dirs,
@@ -353,18 +204,89 @@ class Executor(RemoteExecutor):
         cap = jobs if isinstance(jobs, int) and 0 < jobs < sys.maxsize else None
         return plan_schedule(entries, upstream, self.session.capacity(), self.weights, max_running=cap)
 
+    def _plan_allocations(self, entries: list[PlanEntry]) -> tuple[AllocationPlan, ...]:
+        """The plan's groups that run in one allocation each (none unless the run or a rule opts in)."""
+        run_default = self.settings.group_allocations
+        if not run_default and not any(e.resources.group for e in entries):
+            return ()
+        capacity = self.session.capacity()
+        limits = {
+            f"{c.name}/{p.name}": p.max_time_minutes
+            for c in capacity.slurm
+            for p in c.partitions or ()
+            if p.max_time_minutes
+        }
+        return plan_run_allocations(
+            entries,
+            self.plan,
+            build_machine(capacity),
+            run_id=self.run_id,
+            opted=lambda r: r.group if r.group is not None else run_default,
+            idle_seconds=self.settings.group_idle,
+            max_running=self.plan.max_running,
+            excluded=frozenset(
+                int(j.jobid) for j in self.workflow.dag.needrun_jobs() if getattr(j, "group", None)
+            ),
+            time_limits=limits,
+        )
+
+    def _allocation(self, job: Any, jobid: int) -> AllocationPlan | None:
+        """The open allocation this job's step runs in, created on its group's first step; None: alone."""
+        plan = None if job.is_group() else self.allocations.allocation_for(jobid)
+        if plan is None or plan.name in self.allocations.created:
+            return plan
+        labels = {CONTROLLER_LABEL: EMBEDDED} if self.embedded else {}
+        manifest = build_allocation_manifest(
+            plan,
+            namespace=self.namespace,
+            run_id=self.run_id,
+            working_dir=self.working_dir,
+            idle_seconds=self.settings.group_idle,
+            labels=labels,
+            warm=not self.settings.group_cold,
+        )
+        try:
+            self.session.create_allocation(manifest)
+        except BackendError as e:
+            self.logger.warning(
+                f"converged: creating StepAllocation {plan.name} failed, its steps run alone: {e}"
+            )
+            self.allocations.closed.add(plan.name)
+            return None
+        self.allocations.created.add(plan.name)
+        self.logger.info(
+            f"converged: StepAllocation {self.namespace}/{plan.name} for group {plan.group}: "
+            f"{plan.decision.target}, {plan.slots} slots, {len(plan.job_ids)} steps"
+        )
+        return plan
+
+    def _gave(self, plan: AllocationPlan, jobid: int) -> None:
+        count = self.allocations.give(plan, jobid)
+        if count is not None:
+            self._close_allocation(plan.name, count)
+
+    def _close_allocation(self, name: str, count: int) -> None:
+        try:
+            self.session.close_allocation(name, count)
+        except BackendError as e:
+            self.logger.warning(f"converged: closing StepAllocation {name} failed (it ends when idle): {e}")
+
     def get_python_executable(self) -> str:
         return self._python or super().get_python_executable()
 
     def run_job(self, job: JobExecutorInterface) -> None:
         ident = identify_job(job)
         resources = self._resources(job, ident.rule)
-        try:
-            capacity = self.session.capacity()
-        except BackendError as e:
-            raise WorkflowError(f"converged: cannot read capacity for rule {ident.rule}: {e}") from e
         request = resources.request(ident.rule, self.namespace, self.settings.slurm_cluster)
-        decision = self.placements.route(request, capacity)
+        allocation = self._allocation(job, ident.jobid)
+        if allocation is not None:
+            decision = allocation.decision  # where the plan put its group
+        else:
+            try:
+                capacity = self.session.capacity()
+            except BackendError as e:
+                raise WorkflowError(f"converged: cannot read capacity for rule {ident.rule}: {e}") from e
+            decision = self.placements.route(request, capacity)
         # In an image the step's python is the image's; on a bare host, this one when software is shared.
         shared = SharedFSUsage.SOFTWARE_DEPLOYMENT in self.workflow.storage_settings.shared_fs_usage
         image = resources.image_for(decision.backend) if decision.backend else None
@@ -391,17 +313,23 @@ class Executor(RemoteExecutor):
         manifest = build_step_manifest(facts, resources, decision)
         if self.embedded:  # our own controller drives this run's steps; a deployed one leaves them alone
             manifest["metadata"]["labels"][CONTROLLER_LABEL] = EMBEDDED
+        if allocation is not None:
+            manifest["metadata"]["labels"][GROUP_LABEL] = allocation.name
         try:
             name = self.session.submit(manifest)
         except BackendError as e:
             raise WorkflowError(
                 f"converged: creating the WorkflowStep of rule {ident.rule} failed: {e}"
             ) from e
-        self.placements.placed(name, request, decision)
+        if allocation is not None:
+            self._gave(allocation, ident.jobid)
+        else:
+            self.placements.placed(name, request, decision)
         backend = decision.backend.value if decision.backend else "-"
+        where = f" in StepAllocation {allocation.name}" if allocation is not None else ""
         self.logger.info(
             f"converged: job {ident.jobid} ({ident.rule}) -> WorkflowStep {self.namespace}/{name}: "
-            f"{backend} {decision.target} [{decision.decision.value}] {decision.reason}"
+            f"{backend} {decision.target}{where} [{decision.decision.value}] {decision.reason}"
         )
         self.report_job_submission(
             SubmittedJobInfo(job, external_jobid=name, aux={"target": decision.target})
@@ -453,6 +381,18 @@ class Executor(RemoteExecutor):
 
     def shutdown(self) -> None:
         super().shutdown()
+        for name, count in self.allocations.close_all():  # the run ended: nothing more will come
+            self._close_allocation(name, count)
+        if self.embedded and self.allocations.created:  # our controller records how they end
+            left = self.session.wait_allocations_finished(
+                self.allocations.created, self.settings.cancel_timeout
+            )
+            if left:
+                self.logger.warning(
+                    f"converged: StepAllocations {', '.join(left)} have not ended yet; they end by "
+                    "themselves (closed, or idle for --converged-group-idle), their status stays as last "
+                    "written"
+                )
         self._summarize()
         self.session.close()
 

@@ -14,6 +14,7 @@ from converged_bridge.routing import RouteDecision
 from snakemake_executor_plugin_converged.resources import StepResources
 
 if TYPE_CHECKING:
+    from snakemake_executor_plugin_converged.groups import AllocationPlan
     from snakemake_executor_plugin_converged.schedule import PlanSchedule
 
 
@@ -41,9 +42,16 @@ def order_entries(entries: Sequence[PlanEntry]) -> list[PlanEntry]:
 
 
 def render_plan(
-    entries: Sequence[PlanEntry], plan: PlanSchedule, *, run_id: str, namespace: str, local_jobs: int = 0
+    entries: Sequence[PlanEntry],
+    plan: PlanSchedule,
+    *,
+    run_id: str,
+    namespace: str,
+    local_jobs: int = 0,
+    allocations: Sequence[AllocationPlan] = (),
 ) -> str:
-    """The plan as text: a table of every job, the groups, then the estimate."""
+    """The plan as text: a table of every job, the groups (with the allocation each runs in, if any),
+    then the estimate."""
     ordered = order_entries(entries)
     estimates = plan.schedule.estimates
     rows = [("LEVEL", "JOB", "RULE", "WILDCARDS", "BACKEND", "TARGET", "GROUP", "START", "END", "DECISION")]
@@ -70,6 +78,7 @@ def render_plan(
     for row, reason in zip(rows, reasons, strict=True):
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) + "  " + reason)
     lines.append("")
+    by_group = {a.group: a for a in allocations}
     lines.append(f"{len(plan.groups)} groups of consecutive steps by resource shape:")
     for group in plan.groups:
         known = [estimates[j] for j in group.job_ids if j in estimates]
@@ -81,6 +90,12 @@ def render_plan(
         jobs = ", ".join(f"{e.rule}#{e.jobid}" for e in ordered if e.jobid in group.job_ids)
         where = f"{group.backend} {group.target}"
         lines.append(f"  [{group.name}] {where} | {group.shape} | {len(group.job_ids)} steps, {span}: {jobs}")
+        alloc = by_group.get(group.name)
+        if alloc is not None:
+            lines.append(
+                f"       -> StepAllocation {alloc.name}: {len(alloc.job_ids)} steps, {alloc.slots} at once, "
+                f"time limit {alloc.runtime_minutes} min"
+            )
     if local_jobs:
         lines.append(f"  and {local_jobs} jobs snakemake runs itself (localrules, rules without a command)")
     lines.append("")

@@ -34,6 +34,7 @@ KNOWN = frozenset(
         "converged_image",
         "converged_slurm_image",
         "converged_local_queue",
+        "converged_group",
         "slurm_partition",
         "slurm_account",
         "qos",
@@ -73,6 +74,7 @@ class StepResources:
     slurm_account: str | None = None
     qos: str | None = None
     mpi: bool = False
+    group: bool | None = None  # converged_group: run in the group's allocation (None: as the run says)
 
     def request(self, rule: str, namespace: str, slurm_cluster: str | None) -> StepRequest:
         return StepRequest(
@@ -179,6 +181,7 @@ def parse_job_resources(
     if tasks < nodes:
         raise fail("tasks", f"must be at least nodes ({nodes})")
     mpi = _parse_mpi(resources.get("mpi"), fail)
+    group = _parse_flag(resources.get("converged_group"), "converged_group", fail)
     operator = Operator(operator_name) if operator_name else None
     if mpi and operator in (Operator.JOB, Operator.JOBSET):
         raise fail("converged_operator", "an MPI step needs mpijob or minicluster")
@@ -221,7 +224,20 @@ def parse_job_resources(
         slurm_account=name_like("slurm_account", _SLURM_NAME, "a Slurm account name of [A-Za-z0-9_.-]"),
         qos=name_like("qos", _SLURM_NAME, "a Slurm QOS name of [A-Za-z0-9_.-]"),
         mpi=mpi,
+        group=group,
     )
+
+
+def _parse_flag(value: Any, name: str, fail: Any) -> bool | None:
+    """yes/no, true/false, 1/0 (or a bool); None when not given."""
+    if value is None or isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE - {""}:
+        return False
+    raise fail(name, "must be yes or no")
 
 
 def _parse_mpi(value: Any, fail: Any) -> bool:

@@ -7,6 +7,7 @@ plugin needs no cluster and no kubeconfig.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ OPERATOR_KINDS = (JOBSETS, MPIJOBS, MINICLUSTERS)  # Job is built into Kubernete
 
 if TYPE_CHECKING:
     from converged_bridge.controller.runner import Controller
+    from converged_bridge.kube.allocations import StepAllocations
     from converged_bridge.kube.core import KubeCore
     from converged_bridge.kube.objects import KubeObjects
     from converged_bridge.kube.steps import WorkflowSteps
@@ -38,6 +40,7 @@ class RunSession:
         self,
         steps: WorkflowSteps,
         *,
+        allocations: StepAllocations | None = None,
         objects: KubeObjects | None = None,
         namespace: str,
         run_id: str,
@@ -45,6 +48,7 @@ class RunSession:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.steps = steps
+        self.allocations = allocations  # None: a session whose runs never group steps
         self._objects = objects  # for the capacity the router reads (None: a session that routes nothing)
         self.namespace = namespace
         self.run_id = run_id
@@ -59,6 +63,7 @@ class RunSession:
     def connect(
         cls, *, kubeconfig: str | None, namespace: str, run_id: str, capacity_refresh: float
     ) -> RunSession:
+        from converged_bridge.kube.allocations import StepAllocations
         from converged_bridge.kube.core import KubeCore, load_api_client
         from converged_bridge.kube.objects import KubeObjects
         from converged_bridge.kube.steps import WorkflowSteps
@@ -73,6 +78,7 @@ class RunSession:
         objects = KubeObjects(core)
         session = cls(
             WorkflowSteps(objects),
+            allocations=StepAllocations(objects),
             objects=objects,
             namespace=namespace,
             run_id=run_id,
@@ -174,17 +180,23 @@ class RunSession:
             log.debug("no site defaults for namespace %s: %s", self.namespace, e)
             return SiteDefaults()
 
-    def missing_permissions(self) -> list[str]:
-        """What of the run's own calls this identity may not make (deployed controller: no status writes)."""
+    def missing_permissions(self, allocations: bool = False) -> list[str]:
+        """What of the run's own calls this identity may not make (deployed controller: no status writes);
+        with `allocations`, those on StepAllocations too."""
         from converged_bridge.kube.access_review import Permission, missing_permissions
         from converged_bridge.kube.kueue_api import KueueApi
-        from converged_bridge.wire import SLURM_CLUSTERS, WORKFLOW_STEPS
+        from converged_bridge.wire import SLURM_CLUSTERS, STEP_ALLOCATIONS, WORKFLOW_STEPS
 
         objects = self._connected()
         wanted = [
             Permission(verb, WORKFLOW_STEPS, self.namespace)
             for verb in ("create", "list", "deletecollection")
         ]
+        if allocations:
+            wanted += [
+                Permission(verb, STEP_ALLOCATIONS, self.namespace)
+                for verb in ("create", "patch", "list", "deletecollection")
+            ]
         wanted.append(Permission("list", SLURM_CLUSTERS))
         try:
             kueue = KueueApi(objects)
@@ -213,16 +225,70 @@ class RunSession:
         """Every WorkflowStep of the run by name: one LIST."""
         return {o["metadata"]["name"]: o for o in self.steps.list_run_steps(self.namespace, self.run_id)}
 
+    # --- the run's allocations ---
+    def create_allocation(self, manifest: dict[str, Any]) -> str:
+        """Create a StepAllocation (one made before under this name, by this run, is taken as it is)."""
+        from converged_bridge.kube.core import AlreadyExists
+
+        if self.allocations is None:
+            raise PermanentBackendError("this session cannot make StepAllocations")
+        try:
+            created = self.allocations.create_allocation(self.namespace, manifest)
+        except AlreadyExists:
+            return str(manifest["metadata"]["name"])
+        return str(created["metadata"]["name"])
+
+    def close_allocation(self, name: str, expected_steps: int) -> None:
+        """No step of its group will come any more; it was given `expected_steps` in all."""
+        if self.allocations is not None:
+            self.allocations.close_allocation(self.namespace, name, expected_steps)
+
+    def read_allocations(self) -> dict[str, dict[str, Any]]:
+        if self.allocations is None:
+            return {}
+        return {
+            o["metadata"]["name"]: o
+            for o in self.allocations.list_run_allocations(self.namespace, self.run_id)
+        }
+
+    def wait_allocations_finished(self, names: set[str], timeout: float) -> list[str]:
+        """Wait (up to `timeout` s) until the named allocations have finished, reading the run's once per
+        half second: an embedded controller must see their jobs end before it stops, or their status
+        stays as it last wrote it. The names of those still unfinished."""
+        from converged_bridge.kube.steps import FINISHED_PHASES
+
+        deadline = self._clock() + timeout
+        while True:
+            try:
+                found = self.read_allocations()
+                left = sorted(
+                    n
+                    for n in names
+                    if n in found and (found[n].get("status") or {}).get("phase") not in FINISHED_PHASES
+                )
+            except BackendError as e:
+                log.warning("checking the run's allocations failed: %s", e)
+                left = sorted(names)
+            if not left or self._clock() >= deadline:
+                return left
+            time.sleep(0.5)
+
     def cancel(self, timeout: float) -> list[str]:
-        """Delete the run's unfinished WorkflowSteps (one call) and wait (up to `timeout` s) until the
-        controller has cancelled their backend jobs and let them go. Finished steps stay: they are the
-        run's record (`kubectl get workflowsteps`). Returns the names of unfinished steps still present."""
+        """Delete the run's unfinished WorkflowSteps and StepAllocations (one call each) and wait (up to
+        `timeout` s) until the controller has cancelled their backend jobs and let them go. Finished ones
+        stay: they are the run's record (`kubectl get workflowsteps`). Returns the names of unfinished
+        ones still present."""
+        from converged_bridge.kube.core import NotFound
+
         doomed = self.steps.delete_unfinished_steps(self.namespace, self.run_id)
+        if self.allocations is not None:
+            with contextlib.suppress(NotFound):  # no StepAllocation kind on this cluster: the run had none
+                doomed += self.allocations.delete_unfinished_allocations(self.namespace, self.run_id)
         deadline = self._clock() + timeout
         remaining: list[str] | None = None
         while True:
             try:
-                present = self.read_steps()
+                present = self.read_steps() | (self.read_allocations() if self.allocations else {})
                 remaining = sorted(name for name in doomed if name in present)
             except BackendError as e:
                 log.warning("checking the cancelled steps failed: %s", e)

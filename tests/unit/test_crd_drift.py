@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel
 
 from converged_bridge.api.slurmcluster import SlurmCluster
+from converged_bridge.api.stepallocation import StepAllocation
 from converged_bridge.api.workflowstep import WorkflowStep
 from converged_bridge.wire import API_VERSION
 
@@ -59,6 +60,7 @@ def crd_schema(crd: Schema) -> Schema:
 CASES: dict[str, tuple[str, type[BaseModel]]] = {
     "WorkflowStep": ("workflowsteps", WorkflowStep),
     "SlurmCluster": ("slurmclusters", SlurmCluster),
+    "StepAllocation": ("stepallocations", StepAllocation),
 }
 
 
@@ -253,7 +255,11 @@ def test_crd_names() -> None:
     assert clusters["metadata"]["name"] == "slurmclusters.converged.dev"
     assert clusters["spec"]["scope"] == "Cluster"
     assert clusters["spec"]["names"]["shortNames"] == ["slc"]
-    for crd in (steps, clusters):
+    allocations = load_crd("stepallocations")
+    assert allocations["metadata"]["name"] == "stepallocations.converged.dev"
+    assert allocations["spec"]["scope"] == "Namespaced"
+    assert allocations["spec"]["names"]["shortNames"] == ["alloc"]
+    for crd in (steps, clusters, allocations):
         version = served_version(crd)
         assert (crd["spec"]["group"], version["served"], version["storage"]) == ("converged.dev", True, True)
         assert version["subresources"] == {"status": {}}
@@ -301,6 +307,12 @@ def test_workflowstep_printer_columns() -> None:
     columns = served_version(load_crd("workflowsteps"))["additionalPrinterColumns"]
     default_columns = [c["name"] for c in columns if c.get("priority", 0) == 0]
     assert default_columns == ["Rule", "Backend", "Phase", "Job", "Reason", "Age"]
+
+
+def test_stepallocation_printer_columns() -> None:
+    columns = served_version(load_crd("stepallocations"))["additionalPrinterColumns"]
+    default_columns = [c["name"] for c in columns if c.get("priority", 0) == 0]
+    assert default_columns == ["Backend", "Target", "Phase", "Job", "Steps", "Done", "Age"]
 
 
 def test_slurmcluster_printer_columns() -> None:

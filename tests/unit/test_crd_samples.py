@@ -14,6 +14,7 @@ import pytest
 from pydantic import ValidationError
 
 from converged_bridge.api.slurmcluster import SlurmCluster
+from converged_bridge.api.stepallocation import StepAllocation
 from converged_bridge.api.workflowstep import BackendKind, BackendRef, WorkflowStep
 from converged_bridge.wire import API_VERSION
 from tests.unit.test_crd_drift import CASES, TIME, UID, Schema, crd_schema, load_crd, schema_nodes
@@ -107,6 +108,7 @@ def full_step() -> Schema:
                 "jobId": 42,
                 "name": "unused",
                 "workload": "unused",
+                "allocation": "sm-1-g1",
                 "display": "hpc/42",
             },
             "exitCode": 0,
@@ -166,7 +168,57 @@ def full_cluster() -> Schema:
     }
 
 
-FULL: dict[str, Callable[[], Schema]] = {"WorkflowStep": full_step, "SlurmCluster": full_cluster}
+def full_allocation() -> Schema:
+    """A StepAllocation with every field of the schema set."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "StepAllocation",
+        "metadata": {"name": "sm-1-g1", "namespace": "default", "uid": UID},
+        "spec": {
+            "runId": "sm-1",
+            "group": "g1",
+            "backend": "slurm",
+            "image": "/images/step.sif",
+            "workingDir": "/shared/run",
+            "resources": {"cpus": 2, "memMiB": 954, "gpus": 1, "gpuModel": "a100"},
+            "slots": 2,
+            "runtimeMinutes": 30,
+            "idleSeconds": 120,
+            "warm": True,
+            "closed": True,
+            "expectedSteps": 4,
+            "slurm": {"cluster": "hpc", "partition": "gpu", "account": "lab", "qos": "normal"},
+            "kueue": {"localQueue": "default", "priorityClass": "high"},
+        },
+        "status": {
+            "phase": "Running",
+            "observedGeneration": 2,
+            "conditions": [condition("Submitted")],
+            "backendRef": {
+                "kind": "SlurmJob",
+                "cluster": "hpc",
+                "jobId": 42,
+                "name": "unused",
+                "workload": "unused",
+                "allocation": "unused",
+                "display": "hpc/42",
+            },
+            "reason": "None",
+            "message": "running on g1",
+            "target": "hpc/gpu",
+            "startTime": TIME,
+            "completionTime": TIME,
+            "logPath": f"/shared/run/.converged/logs/converged-{UID}.log",
+            "steps": {"total": 4, "running": 2, "finished": 1, "failed": 0},
+        },
+    }
+
+
+FULL: dict[str, Callable[[], Schema]] = {
+    "WorkflowStep": full_step,
+    "SlurmCluster": full_cluster,
+    "StepAllocation": full_allocation,
+}
 
 
 def object_paths(value: object, path: str = "") -> set[str]:
@@ -280,6 +332,26 @@ INVALID_CLUSTERS: dict[str, Callable[[Schema], None]] = {
 }
 
 
+INVALID_ALLOCATIONS: dict[str, Callable[[Schema], None]] = {
+    "unknown backend": _set("spec.backend", "lsf"),
+    "zero slots": _set("spec.slots", 0),
+    "relative working dir": _set("spec.workingDir", "run"),
+    "step resources with nodes": _set("spec.resources.nodes", 2),
+    "unknown phase": _set("status.phase", "Ended"),
+    "negative step count": _set("status.steps.total", -1),
+    "idle for more than a day": _set("spec.idleSeconds", 86401),
+}
+
+
+@pytest.mark.parametrize("case", sorted(INVALID_ALLOCATIONS))
+def test_invalid_allocation_rejected_by_model_and_crd(case: str) -> None:
+    sample = full_allocation()
+    INVALID_ALLOCATIONS[case](sample)
+    assert list(crd_validator("stepallocations").iter_errors(sample)) != []
+    with pytest.raises(ValidationError):
+        StepAllocation.model_validate(sample)
+
+
 @pytest.mark.parametrize("case", sorted(INVALID_CLUSTERS))
 def test_invalid_cluster_rejected_by_model_and_crd(case: str) -> None:
     sample = full_cluster()
@@ -293,6 +365,11 @@ def test_invalid_cluster_rejected_by_model_and_crd(case: str) -> None:
 # CEL rules: each has a model twin that rejects a violating sample with the rule's own message.
 
 TRANSITION_ONLY = None  # a rule on oldSelf: only the apiserver can check it
+ALLOCATION_IMMUTABLE = (
+    "self.backend == oldSelf.backend && self.runId == oldSelf.runId && self.slots == oldSelf.slots "
+    "&& self.resources == oldSelf.resources && self.workingDir == oldSelf.workingDir "
+    "&& self.warm == oldSelf.warm"
+)
 CEL_TWINS: dict[tuple[str, str, str], Callable[[Schema], None] | None] = {
     ("WorkflowStep", ".spec", "self == oldSelf"): TRANSITION_ONLY,
     (
@@ -313,6 +390,21 @@ CEL_TWINS: dict[tuple[str, str, str], Callable[[Schema], None] | None] = {
         "self.kind == 'SlurmJob' ? has(self.cluster) && has(self.jobId) : has(self.name)",
     ): _set("status.backendRef", {"kind": "SlurmJob", "cluster": "hpc", "display": "hpc/?"}),
     ("SlurmCluster", ".spec", "self.transport != 'restd' || has(self.restd)"): _set("spec.restd", None),
+    (
+        "StepAllocation",
+        ".spec",
+        "self.backend != 'slurm' || (has(self.slurm) && has(self.slurm.cluster))",
+    ): _set("spec.slurm", {"partition": "gpu"}),
+    ("StepAllocation", ".spec", ALLOCATION_IMMUTABLE): TRANSITION_ONLY,
+    ("StepAllocation", ".spec", "!oldSelf.closed || self.closed"): TRANSITION_ONLY,
+    ("StepAllocation", ".spec.resources", "!has(self.gpuModel) || self.gpus > 0"): _set(
+        "spec.resources.gpus", 0
+    ),
+    (
+        "StepAllocation",
+        ".status.backendRef",
+        "self.kind == 'SlurmJob' ? has(self.cluster) && has(self.jobId) : has(self.name)",
+    ): _set("status.backendRef", {"kind": "Job", "display": "Job/?"}),
 }
 
 

@@ -104,6 +104,18 @@ def test_groups_are_named_runs_of_one_shape_in_start_order() -> None:
     assert plan_groups([]) == ()
 
 
+def test_a_fan_out_the_router_spread_makes_one_group_per_target() -> None:
+    # job ids alternate between the targets the router chose: still one group each, not one per switch
+    fan_out = [member(j, 0, "step", "s/cpu" if j % 3 else "s/gpu") for j in range(1, 13)]
+    fan_out += [member(13, 1, "gather", "s/cpu"), member(14, 1, "gather", "s/gpu")]
+    groups = plan_groups(fan_out)
+    assert [(g.name, g.target, g.job_ids) for g in groups] == [
+        ("g1", "s/cpu", (1, 2, 4, 5, 7, 8, 10, 11)),
+        ("g2", "s/gpu", (3, 6, 9, 12, 14)),  # the next level starts with the shape this one ended with
+        ("g3", "s/cpu", (13,)),
+    ]
+
+
 def test_usage_counts_every_task_node_and_gpu() -> None:
     mpi = Resources(cpus=2, tasks=4, nodes=2, mem_mib=2048, gpus=1)
     assert build_usage(mpi, 1800) == Usage(cpu_hours=4.0, mem_gib_hours=2.0, gpu_hours=1.0)

@@ -9,6 +9,12 @@ from converged_bridge.api.slurmcluster import (
     SlurmClusterStatus,
     Transport,
 )
+from converged_bridge.api.stepallocation import (
+    SlotResources,
+    StepAllocation,
+    StepAllocationSpec,
+    StepAllocationStatus,
+)
 from converged_bridge.api.workflowstep import (
     Backend,
     BackendKind,
@@ -34,9 +40,13 @@ __all__ = [
     "Operator",
     "Phase",
     "Resources",
+    "SlotResources",
     "SlurmCluster",
     "SlurmClusterSpec",
     "SlurmClusterStatus",
+    "StepAllocation",
+    "StepAllocationSpec",
+    "StepAllocationStatus",
     "Transport",
     "WorkflowStep",
     "WorkflowStepSpec",

@@ -168,6 +168,7 @@ class BackendRef(StatusModel):
     job_id: Annotated[int, Field(ge=1)] | None = None
     name: Annotated[str, Field(max_length=253)] | None = None
     workload: Annotated[str, Field(max_length=253)] | None = None
+    allocation: Annotated[str, Field(max_length=253)] | None = None  # the StepAllocation it ran in
     display: Annotated[str, Field(max_length=512)]
 
     @model_validator(mode="after")
@@ -188,6 +189,10 @@ class BackendRef(StatusModel):
     @classmethod
     def for_object(cls, kind: BackendKind, name: str, workload: str | None = None) -> BackendRef:
         return cls(kind=kind, name=name, workload=workload, display=f"{kind.value}/{name}")
+
+    def in_allocation(self, allocation: str) -> BackendRef:
+        """This job or object (an allocation's) as the reference of a step that ran in `allocation`."""
+        return self.model_copy(update={"allocation": allocation})
 
 
 class WorkflowStepStatus(StatusModel):

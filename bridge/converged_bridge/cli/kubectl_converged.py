@@ -14,13 +14,13 @@ import sys
 from collections.abc import Sequence
 
 from converged_bridge.api.workflowstep import BackendKind, WorkflowStep
-from converged_bridge.backends.slurm.files import read_log_tail
 from converged_bridge.cli.report import NoSuchRun, read_run_report
 from converged_bridge.errors import BackendError
 from converged_bridge.kube.core import KubeCore, NotFound, current_namespace, load_api_client
 from converged_bridge.kube.objects import KubeObjects
 from converged_bridge.kube.pods import pod_log, pod_names
 from converged_bridge.kube.steps import WorkflowSteps
+from converged_bridge.logfiles import read_log_tail
 from converged_bridge.timing import utc_now
 
 FULL_LOG = 1 << 30

@@ -29,9 +29,11 @@ from pydantic import ValidationError
 from converged_bridge.api.workflowstep import Backend, WorkflowStep
 from converged_bridge.backends.base import BackendUnit
 from converged_bridge.backends.slurm.unit import SlurmBackend, TransportFactory
+from converged_bridge.controller.allocations import AllocationDriver
 from converged_bridge.controller.settings import ControllerSettings, build_units
 from converged_bridge.controller.watch import watch_steps
 from converged_bridge.errors import BackendError
+from converged_bridge.kube.allocations import StepAllocations
 from converged_bridge.kube.core import Conflict, KubeCore, NotFound
 from converged_bridge.kube.events import EventRecorder
 from converged_bridge.kube.objects import KubeObjects
@@ -74,6 +76,7 @@ class Controller:
         *,
         clock: WallClock = utc_now,
         monotonic_clock: Monotonic = monotonic,
+        allocations: StepAllocations | None = None,
     ) -> None:
         self.api = steps
         self.events = events
@@ -89,6 +92,15 @@ class Controller:
         self._synced = threading.Event()
         self._threads: list[threading.Thread] = []
         self._appliers = ThreadPoolExecutor(max(1, self.settings.apply_workers), "converged-apply")
+        self.allocations = AllocationDriver(
+            allocations,
+            events,
+            self.units,
+            namespace=self.settings.namespace,
+            label_selector=self.settings.label_selector,
+            pending_reason_refresh=self.settings.pending_reason_refresh,
+            clock=clock,
+        )
         self.cycles = 0
         self._retention_looked: float | None = None  # monotonic; None: not yet
         self.runs_expired = 0
@@ -112,7 +124,13 @@ class Controller:
         units = build_units(objects, settings, clock, monotonic_clock, transport_factory)
         events = EventRecorder(objects, CONTROLLER_FIELD_MANAGER, clock=clock)
         return cls(
-            WorkflowSteps(objects), events, units, settings, clock=clock, monotonic_clock=monotonic_clock
+            WorkflowSteps(objects),
+            events,
+            units,
+            settings,
+            clock=clock,
+            monotonic_clock=monotonic_clock,
+            allocations=StepAllocations(objects),
         )
 
     # --- hosting ---
@@ -205,8 +223,9 @@ class Controller:
             except ValidationError:
                 continue
             active.setdefault(step.spec.backend, []).append(step)
-        for backend, steps in active.items():
-            self.units[backend].observe(steps)
+        allocations = self.allocations.poll(self.steps)
+        for backend in sorted(active.keys() | allocations.keys()):
+            self.units[backend].observe(active.get(backend, []), allocations.get(backend, []))
         plans: list[tuple[str, list[Intent]]] = []
         for uid, obj in list(self.steps.items()):
             if _settled(obj):
@@ -230,6 +249,7 @@ class Controller:
         else:
             for apply in applied:
                 self._guard(apply)
+        self._guard(partial(self.allocations.reconcile, self.steps, self._guard))
         now = self._monotonic()
         if due(self._retention_looked, now, self.settings.retention_interval):
             self._retention_looked = now
@@ -237,24 +257,29 @@ class Controller:
 
     def expire_finished_runs(self) -> None:
         """Delete the steps of finished runs past their retention (reconcile.retention), a run at a time
-        in one request; their deletion then goes through the finalizer like any other."""
+        in one request, with the run's StepAllocations in another; their deletion then goes through the
+        finalizer like any other."""
         for run in plan_retention(self.steps.values(), self._clock(), self.settings.default_run_ttl()):
+            allocations = 0
             try:
                 if run.run is None:
                     for name in run.steps:
                         self.api.delete_step(run.namespace, name)
                 else:
+                    # its allocations first: should the steps' call fail, the next look finds the run
+                    allocations = self.allocations.delete_run(run.namespace, run.run)
                     self.api.delete_run_steps(run.namespace, run.run)
             except BackendError as e:
                 log.warning("could not delete finished run %s/%s: %s", run.namespace, run.run, e)
                 continue
             self.runs_expired += 1
             log.info(
-                "run %s/%s finished at %s and is past its retention: deleted its %d steps",
+                "run %s/%s finished at %s and is past its retention: deleted its %d steps%s",
                 run.namespace,
                 run.run,
                 run.finished_at.isoformat(),
                 len(run.steps),
+                f" and {allocations} StepAllocations" if allocations else "",
             )
 
     def _model(self, uid: str, obj: dict[str, Any]) -> WorkflowStep:

@@ -35,6 +35,7 @@ class ControllerSettings:
     local_queue: str = "default"  # Kueue LocalQueue for steps that name none
     shared_paths: str = ""  # comma-separated host directories mounted at the same path in every pod
     image_pull_policy: str = "IfNotPresent"  # for the containers of Kubernetes-backed steps
+    allocation_spool: str = ""  # the controller's own directory for StepAllocation spools ("": the run's)
     finished_run_ttl: float = 7 * 24 * 3600.0  # seconds a finished run's steps are kept; < 0: forever
     retention_interval: float = 60.0  # seconds between looks for finished runs past their retention
 
@@ -60,6 +61,9 @@ SETTING_HELP = {
     "local_queue": "Kueue LocalQueue for Kubernetes-backed steps that name none",
     "shared_paths": "comma-separated host directories mounted at the same path in every step pod",
     "image_pull_policy": "imagePullPolicy of step containers (IfNotPresent, Never, Always)",
+    "allocation_spool": "a directory on the shared filesystem, writable by this controller and readable "
+    "by its users, for the hand-over to StepAllocations (default: in each run's directory, which only a "
+    "controller running as the user or as root may write)",
     "finished_run_ttl": "seconds a finished run's WorkflowSteps are kept (every step terminal), unless "
     "they set spec.ttlSecondsAfterFinished; negative: kept until deleted by hand",
     "retention_interval": "seconds between looks for finished runs past their retention",
@@ -124,6 +128,13 @@ def build_units(
             transport_factory=transport_factory,
             clock=clock,
             monotonic_clock=monotonic_clock,
+            allocation_spool=settings.allocation_spool or None,
         ),
-        Backend.KUEUE: KueueBackend(objects, settings.kueue_site(), workloads=kueue.workloads, clock=clock),
+        Backend.KUEUE: KueueBackend(
+            objects,
+            settings.kueue_site(),
+            workloads=kueue.workloads,
+            clock=clock,
+            allocation_spool=settings.allocation_spool or None,
+        ),
     }

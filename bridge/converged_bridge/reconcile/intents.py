@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from converged_bridge.api.stepallocation import StepAllocationStatus
 from converged_bridge.api.workflowstep import WorkflowStepStatus
 
 
@@ -25,6 +26,13 @@ class WriteStatus:
 
 
 @dataclass(frozen=True)
+class WriteAllocationStatus:
+    """A StepAllocation's status (the counterpart of WriteStatus for the allocation kind)."""
+
+    status: StepAllocationStatus
+
+
+@dataclass(frozen=True)
 class Emit:
     type: Literal["Normal", "Warning"]
     reason: str
@@ -36,7 +44,7 @@ class BackendIntent:
     """Base of the intents only a backend can carry out (submit, cancel, create, delete)."""
 
 
-Intent = AddFinalizer | RemoveFinalizer | WriteStatus | Emit | BackendIntent
+Intent = AddFinalizer | RemoveFinalizer | WriteStatus | WriteAllocationStatus | Emit | BackendIntent
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,11 @@ from typing import Any
 
 from converged_bridge.api.conditions import Condition, ConditionStatus, set_condition
 from converged_bridge.api.workflowstep import BackendRef, Phase, WorkflowStep, WorkflowStepStatus
+from converged_bridge.logfiles import LOG_TAIL_MAX
 from converged_bridge.reconcile.intents import Emit, Intent, WriteStatus
 
 TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED})
 WAITING_PHASES = frozenset({Phase.PENDING, Phase.QUEUED})  # their reason is the backend's "why not yet"
-LOG_TAIL_MAX = 4096  # like a Pod's termination message
 
 
 @dataclass(frozen=True)

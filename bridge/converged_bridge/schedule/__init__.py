@@ -3,9 +3,16 @@
 Modules: `types` (the simulated machine, steps, estimates), `machine` (pools from the router's
 `CapacityView`, a step's need on its backend), `simulate` (list scheduling by critical path),
 `groups` (consecutive steps of one shape, named), `usage` (CPU-, memory- and GPU-hours) and
-`annotations` (the plan as a WorkflowStep carries it).
+`annotations` (the plan as a WorkflowStep carries it), `allocations` (slots and time limit of a group's
+allocation).
 """
 
+from converged_bridge.schedule.allocations import (
+    count_concurrent,
+    count_fit,
+    plan_allocation_minutes,
+    plan_slots,
+)
 from converged_bridge.schedule.annotations import (
     DEPENDS_ON_MAX,
     StepPlanNotes,
@@ -35,8 +42,12 @@ __all__ = [
     "build_need",
     "build_plan_annotations",
     "build_usage",
+    "count_concurrent",
+    "count_fit",
     "parse_plan_annotations",
+    "plan_allocation_minutes",
     "plan_groups",
+    "plan_slots",
     "simulate_schedule",
     "sum_usage",
 ]

@@ -1,9 +1,13 @@
 """Groups: consecutive steps of one shape (backend, target, resources, image), each of which one
 allocation could serve in turn (pure).
 
-Steps are taken in start order (topological level, then rule, then job id); a group ends where the
-next step has another shape. Each group is named (`g1`, `g2`, ... in that order), so its steps can
-carry the name (the WorkflowStep label `converged.dev/group` of an allocation that runs them).
+Steps are taken level by level (topological level: no step depends on another of its level), and within
+a level shape by shape (first the shape the level before ended with), then by rule and job id; a group
+ends where the next step has another shape.
+So the steps of a fan-out that the router spread over several targets make one group per target, not a
+new group at every change of target in job-id order; a chain of one shape stays one group from level to
+level. Each group is named (`g1`, `g2`, ... in that order), so its steps can carry the name (the
+WorkflowStep label `converged.dev/group` of an allocation that runs them).
 """
 
 from __future__ import annotations
@@ -24,10 +28,6 @@ class GroupMember:
     shape: str
 
     @property
-    def order(self) -> tuple[int, str, int]:
-        return (self.level, self.rule, self.job_id)
-
-    @property
     def key(self) -> tuple[str, str, str]:
         return (self.backend, self.target, self.shape)
 
@@ -42,13 +42,20 @@ class StepGroup:
 
 
 def plan_groups(members: Sequence[GroupMember]) -> tuple[StepGroup, ...]:
-    """The groups of consecutive steps of one shape, in start order, named g1, g2, ..."""
+    """The groups of consecutive steps of one shape, level by level (module docstring), named g1, g2, ..."""
+    levels: dict[int, dict[tuple[str, str, str], list[GroupMember]]] = {}
+    for member in sorted(members, key=lambda m: (m.rule, m.job_id)):
+        levels.setdefault(member.level, {}).setdefault(member.key, []).append(member)
     runs: list[list[GroupMember]] = []
-    for member in sorted(members, key=lambda m: m.order):
-        if runs and runs[-1][0].key == member.key:
-            runs[-1].append(member)
-        else:
-            runs.append([member])
+    for level in sorted(levels):
+        by_shape = levels[level]
+        last = runs[-1][0].key if runs else None
+        # the shape the level before ended with goes first, so that a chain of it stays one group
+        for key in sorted(by_shape, key=lambda k: (k != last, k)):
+            if runs and runs[-1][0].key == key:
+                runs[-1].extend(by_shape[key])
+            else:
+                runs.append(list(by_shape[key]))
     return tuple(
         StepGroup(f"g{number}", *run[0].key, tuple(m.job_id for m in run))
         for number, run in enumerate(runs, start=1)

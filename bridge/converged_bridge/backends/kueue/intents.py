@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from converged_bridge.allocation.paths import AllocationPaths
 from converged_bridge.reconcile.intents import BackendIntent
 from converged_bridge.wire import Kind
 
@@ -25,3 +26,14 @@ class DeleteObject(BackendIntent):
     kind: Kind
     namespace: str
     name: str
+
+
+@dataclass(frozen=True)
+class CreateAllocationJob(BackendIntent):
+    """Create a StepAllocation's Job (its directories first, owned by whom its pod runs as)."""
+
+    namespace: str
+    body: dict[str, Any]
+    paths: AllocationPaths
+    run_as_uid: int | None
+    warm_launcher: str | None = None  # the spool's `warm` script, written before the Job exists

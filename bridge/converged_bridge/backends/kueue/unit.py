@@ -1,5 +1,6 @@
 """The Kueue backend unit: per cycle one LIST per served operator kind, one of Workloads and one of the
-steps' pods; the pure plan; creating and deleting the steps' operator objects."""
+steps' pods; the pure plan; creating and deleting the steps' operator objects. A StepAllocation is one
+Job among them (its pod runs the agent); its steps are handed to that agent (`allocation.keeper`)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,24 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from converged_bridge.api.workflowstep import Backend, WorkflowStep
-from converged_bridge.backends.kueue.intents import CreateObject, DeleteObject
+from converged_bridge.allocation.handover import prepare_spool, prepare_user_dir, write_warm_launcher
+from converged_bridge.allocation.keeper import AllocationKeeper, allocation_name
+from converged_bridge.allocation.paths import AllocationPaths
+from converged_bridge.allocation.plan import StepSummary
+from converged_bridge.allocation.steps import AllocationJob
+from converged_bridge.api.stepallocation import StepAllocation
+from converged_bridge.api.workflowstep import Backend, BackendKind, BackendRef, WorkflowStep
+from converged_bridge.backends.kueue.allocation import (
+    build_allocation_job,
+    build_grouped_step_script,
+    build_warm_launcher,
+)
+from converged_bridge.backends.kueue.intents import CreateAllocationJob, CreateObject, DeleteObject
 from converged_bridge.backends.kueue.operators import OPERATORS, KueueSite
 from converged_bridge.backends.kueue.operators.common import RunAs
+from converged_bridge.backends.kueue.outcome import map_kueue_status
 from converged_bridge.backends.kueue.plan import KueueView, plan_kueue_cleanup, plan_kueue_step
-from converged_bridge.errors import BackendError, PermanentBackendError
+from converged_bridge.errors import BackendError, InvalidStep, PermanentBackendError
 from converged_bridge.kube.core import AlreadyExists
 from converged_bridge.kube.objects import KubeObjects
 from converged_bridge.kube.pods import list_pods
@@ -21,6 +34,7 @@ from converged_bridge.reconcile.intents import DONE, BackendIntent, Executed, In
 from converged_bridge.reconcile.status import StatusTiming, plan_failure
 from converged_bridge.timing import WallClock, utc_now
 from converged_bridge.wire import (
+    JOBS,
     KUEUE_GROUP,
     MANAGED_LABEL,
     MANAGED_VALUE,
@@ -47,6 +61,7 @@ class KueueBackend:
         *,
         workloads: Callable[[], Kind] = lambda: Kind(KUEUE_GROUP, "v1beta1", "workloads", "Workload"),
         clock: WallClock = utc_now,
+        allocation_spool: str | None = None,
     ) -> None:
         self._objects = objects
         self._site = site
@@ -59,15 +74,19 @@ class KueueBackend:
         self._workloads: dict[str, dict[str, Any]] = {}  # owner uid -> Workload
         self._pods: dict[str, list[dict[str, Any]]] = {}  # step uid -> pods
         self._run_as: dict[str, RunAs] = {}  # namespace -> who its pods run as
+        self._refused: dict[str, str] = {}  # allocation uid -> why the API server refused its Job
+        self._keeper = AllocationKeeper(self, spool_root=allocation_spool)
 
     # --- observe ---
-    def observe(self, steps: Sequence[WorkflowStep]) -> None:
-        """One LIST per served operator kind, one of Workloads, one of step pods: a constant per cycle."""
+    def observe(self, steps: Sequence[WorkflowStep], allocations: Sequence[StepAllocation] = ()) -> None:
+        """One LIST per served operator kind, one of Workloads, one of step pods: a constant per cycle;
+        then the allocations' hand-over directories."""
         try:
             self._observe()
         except BackendError as e:
             log.warning("observing Kubernetes-backed steps failed: %s", e)
             self._observed = False
+        self._keeper.observe(allocations)
 
     def _observe(self) -> None:
         kinds = {o.kind.kind: o.kind for o in OPERATORS.values()} | {
@@ -115,9 +134,17 @@ class KueueBackend:
     def decide(self, step: WorkflowStep, timing: StatusTiming) -> list[Intent] | None:
         if not self._observed:
             return None  # nothing observed yet: decide after the next cycle
+        if allocation_name(step):
+            return self._keeper.decide_step(step, timing)
         return plan_kueue_step(step, self._view(step, timing))
 
     def decide_cleanup(self, step: WorkflowStep) -> list[Intent] | None:
+        if allocation_name(step):
+            return (
+                self._keeper.decide_step_cleanup(step, StatusTiming(now=self._clock()))
+                if self._observed
+                else []
+            )
         # Unobserved, nothing is deleted here: the object is owned by the step (ownerReferences), so
         # the garbage collector deletes it once the step is gone.
         if not self._observed:
@@ -126,6 +153,9 @@ class KueueBackend:
 
     # --- execute ---
     def execute(self, step: WorkflowStep, intent: BackendIntent) -> Executed:
+        handed = self._keeper.execute(intent)
+        if handed is not None:
+            return handed
         if isinstance(intent, CreateObject):
             return self._create(step, intent)
         if isinstance(intent, DeleteObject):
@@ -145,6 +175,102 @@ class KueueBackend:
             return Executed(then=tuple(plan_failure(step, "CreateRejected", message, self._clock())))
         self._objects_by_kind.setdefault(intent.kind.kind, {})[step.metadata.uid or ""] = created
         return DONE
+
+    # --- allocations (allocation.keeper asks these of its backend) ---
+    def decide_allocation(
+        self, alloc: StepAllocation, steps: Sequence[StepSummary], timing: StatusTiming
+    ) -> list[Intent] | None:
+        return self._keeper.decide_allocation(alloc, steps, timing)
+
+    def decide_allocation_cleanup(
+        self, alloc: StepAllocation, steps: Sequence[StepSummary], timing: StatusTiming
+    ) -> list[Intent] | None:
+        # unobserved, nothing to do: its Job is owned by the allocation, the garbage collector deletes it
+        return self._keeper.decide_allocation_cleanup(alloc, steps, timing) if self._observed else []
+
+    def execute_allocation(self, alloc: StepAllocation, intent: BackendIntent) -> Executed:
+        handed = self._keeper.execute(intent)
+        if handed is not None:
+            return handed
+        if isinstance(intent, CreateAllocationJob):
+            return self._create_allocation(alloc, intent)
+        if isinstance(intent, DeleteObject):
+            self._objects.delete(
+                intent.kind, intent.name, namespace=intent.namespace, propagation="Background"
+            )
+            return DONE
+        raise TypeError(f"the Kueue backend cannot carry out {type(intent).__name__} for an allocation")
+
+    def _create_allocation(self, alloc: StepAllocation, intent: CreateAllocationJob) -> Executed:
+        uid = alloc.metadata.uid or ""
+        prepare_spool(intent.paths)
+        for path in (intent.paths.state, intent.paths.logs):  # where the agent, as the pod's user, writes
+            prepare_user_dir(path, intent.run_as_uid)
+        if intent.warm_launcher is not None:
+            write_warm_launcher(intent.paths, intent.warm_launcher)
+        try:
+            created = self._objects.create(JOBS, intent.body, namespace=intent.namespace)
+        except AlreadyExists:
+            created = intent.body  # made before a crash: the next listing shows it
+        except PermanentBackendError as e:
+            self._refused[uid] = f"the API server refused the allocation's Job: {e}"
+            return Executed(decide_again=True)
+        self._objects_by_kind.setdefault(JOBS.kind, {})[uid] = created
+        return DONE
+
+    def observed(self, alloc: StepAllocation) -> bool:
+        return self._observed
+
+    def _allocation_job(self, alloc: StepAllocation) -> dict[str, Any] | None:
+        return self._objects_by_kind.get(JOBS.kind, {}).get(alloc.metadata.uid or "")
+
+    def job_of(self, alloc: StepAllocation) -> AllocationJob | None:
+        obj = self._allocation_job(alloc)
+        if obj is None:
+            return None
+        workload = self._workloads.get(obj["metadata"].get("uid", ""))
+        out = map_kueue_status(JOBS.kind, obj, workload, self._pods.get(alloc.metadata.uid or "", []))
+        wl_name = (workload or {}).get("metadata", {}).get("name")
+        ref = BackendRef.for_object(BackendKind.JOB, str(obj["metadata"]["name"]), wl_name)
+        return AllocationJob(out.phase, out.reason, out.message, ref, out.start_time, out.completion_time)
+
+    def submitted_of(self, alloc: StepAllocation) -> BackendRef | None:
+        return None  # a Job is created at once: the next listing shows it
+
+    def build_submit(
+        self, alloc: StepAllocation, paths: AllocationPaths
+    ) -> BackendIntent | tuple[str, str] | None:
+        uid = alloc.metadata.uid or ""
+        if uid in self._refused:
+            return ("CreateRejected", self._refused[uid])
+        run_as = self._run_as.get(alloc.metadata.namespace or "")
+        site = replace(self._site, run_as=run_as) if run_as else self._site
+        try:
+            built = build_allocation_job(alloc, site, paths)
+        except InvalidStep as e:
+            return ("InvalidSpec", f"invalid for Kubernetes: {e}")
+        warm = build_warm_launcher(paths) if alloc.spec.warm else None
+        namespace = alloc.metadata.namespace or "default"
+        return CreateAllocationJob(namespace, built.body, paths, run_as.uid if run_as else None, warm)
+
+    def build_cancel(self, alloc: StepAllocation) -> BackendIntent | None:
+        obj = self._allocation_job(alloc)
+        if obj is None:
+            return None
+        return DeleteObject(JOBS, alloc.metadata.namespace or "default", str(obj["metadata"]["name"]))
+
+    def build_step_script(self, step: WorkflowStep, alloc: StepAllocation) -> str:
+        return build_grouped_step_script(step)
+
+    def runs_warm(self, step: WorkflowStep, alloc: StepAllocation) -> bool:
+        return True  # the pod is the step image, and its steps share its GPUs either way
+
+    def target_of(self, alloc: StepAllocation) -> str:
+        queue = alloc.spec.kueue.local_queue if alloc.spec.kueue else None
+        return f"{alloc.metadata.namespace}/{queue or self._site.default_local_queue}"
+
+    def agent_log(self, alloc: StepAllocation) -> str | None:
+        return None  # the pod's log (kubectl logs)
 
     # --- the rest of a step's life ---
     def finished(self, step: WorkflowStep) -> None:

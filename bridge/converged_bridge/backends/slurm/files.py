@@ -1,13 +1,11 @@
 """Files a Slurm step needs on the shared filesystem, made as the step's Slurm user: its log directory,
-its private secret-environment file; and the tail of a failed job's log (I/O)."""
+its private secret-environment file (I/O). The tail of a failed job's log: `converged_bridge.logfiles`."""
 
 from __future__ import annotations
 
 import os
 import pwd
 from pathlib import Path
-
-from converged_bridge.reconcile.status import LOG_TAIL_MAX
 
 
 def prepare_dir(path: str, user: str, mode: int = 0o755) -> None:
@@ -40,15 +38,3 @@ def write_private_file(path: str, content: str, user: str) -> None:
             os.chown(p, pw.pw_uid, pw.pw_gid)
         except KeyError:
             pass
-
-
-def read_log_tail(path: str, limit: int = LOG_TAIL_MAX) -> str | None:
-    """The last `limit` bytes of a log file as text, or None when it cannot be read from here."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - limit))
-            return f.read().decode(errors="replace")[-limit:]
-    except OSError:
-        return None

@@ -1,9 +1,10 @@
-"""What only the Slurm backend can do: submit a step's job (exactly once) and cancel it."""
+"""What only the Slurm backend can do: submit a step's or an allocation's job (exactly once), cancel it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from converged_bridge.allocation.paths import AllocationPaths
 from converged_bridge.reconcile.intents import BackendIntent
 from converged_bridge.slurm.transport import Submission
 
@@ -21,3 +22,13 @@ class CancelSlurmJob(BackendIntent):
     cluster: str
     job_id: int
     user: str
+
+
+@dataclass(frozen=True)
+class SubmitAllocationJob(BackendIntent):
+    """The batch job of a StepAllocation: its agent, on one node (see `allocation.py`)."""
+
+    cluster: str
+    submission: Submission
+    paths: AllocationPaths  # its directories, made before the job starts
+    warm_launcher: str | None = None  # the spool's `warm` script, written before the job starts

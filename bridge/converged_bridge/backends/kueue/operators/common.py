@@ -67,9 +67,13 @@ _NOT_DNS = re.compile(r"[^a-z0-9-]+")
 
 def build_object_name(step: WorkflowStep) -> str:
     """A DNS-1123 label <= 52 chars from the step name; a hash of the full name keeps long ones unique."""
-    name = step.metadata.name or ""
+    return build_object_name_from(step.metadata.name or "")
+
+
+def build_object_name_from(name: str) -> str:
+    """A DNS-1123 label <= 52 chars from an object's name; a hash of the full name keeps long ones unique."""
     if not name:
-        raise InvalidStep("metadata.name", "a step needs a name")
+        raise InvalidStep("metadata.name", "an object needs a name")
     clean = _NOT_DNS.sub("-", name.lower()).strip("-") or "step"
     if clean == name and len(name) <= NAME_MAX:
         return name
