@@ -12,6 +12,10 @@ Where the time goes is read from Slurm's accounting (submit, start, end; 1 s res
 last submission, queueing, each job's own run, the tail after the last job. Target: converged <= 1.15x
 the floor (issue 18).
 
+Grouped allocations (--converged-group-allocations) are not an arm here: the site's deployed controller
+cannot write alice's directory, where allocations take their steps (see bench/groups.py, run with the
+controller embedded, for grouped against one job per step).
+
 Usage: .venv/bin/python bench/slurm_floor.py [--steps 50] [--rounds 1]
 """
 
@@ -86,11 +90,14 @@ while [ -n "$(squeue -h -j "$ids" 2>/dev/null)" ]; do sleep 1; done
 
 
 def converged(env: dict[str, str], steps: int) -> tuple[float, list[str], Path]:
+    """The Snakefile through the plugin, pinned to hpc1 as the floor is (the site has a `cpu` partition
+    on hpc2 too)."""
     workdir = new_dir(env, "converged")
     (workdir / "Snakefile").write_text(SNAKEFILE.format(steps=steps))
     wait_for_idle_slurm()
     started = time.monotonic()
-    cp = as_user(USER, workdir, f"snakemake --executor converged -j {steps} --quiet", capture=True)
+    flags = "--converged-slurm-cluster=hpc1"
+    cp = as_user(USER, workdir, f"snakemake --executor converged {flags} -j {steps} --quiet", capture=True)
     elapsed = time.monotonic() - started
     output = cp.stdout + cp.stderr
     done = len(list((workdir / "out").glob("*.txt")))
@@ -100,7 +107,10 @@ def converged(env: dict[str, str], steps: int) -> tuple[float, list[str], Path]:
     out = as_user(
         USER, workdir, f"kubectl get wfs -l converged.dev/run={run_id} -o json", capture=True
     ).stdout
-    ids = [str(o["status"]["backendRef"]["jobId"]) for o in json.loads(out)["items"]]
+    refs = [o["status"]["backendRef"] for o in json.loads(out)["items"]]
+    if any(r.get("cluster") != "hpc1" for r in refs):
+        raise SystemExit(f"converged ran steps off hpc1: {sorted({r.get('cluster') for r in refs})}")
+    ids = [str(r["jobId"]) for r in refs]
     return elapsed, ids, workdir
 
 

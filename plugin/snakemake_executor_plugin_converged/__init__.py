@@ -45,7 +45,7 @@ from snakemake_executor_plugin_converged.manifest import JobFacts, build_step_ma
 from snakemake_executor_plugin_converged.naming import build_run_id
 from snakemake_executor_plugin_converged.placements import Placements
 from snakemake_executor_plugin_converged.plan import PlanEntry, render_plan
-from snakemake_executor_plugin_converged.preflight import RunFacts, check_run
+from snakemake_executor_plugin_converged.preflight import RunFacts, UserFacts, check_run
 from snakemake_executor_plugin_converged.resources import ResourceParser, StepResources
 from snakemake_executor_plugin_converged.schedule import PlanSchedule, plan_schedule
 from snakemake_executor_plugin_converged.settings import ExecutorSettings
@@ -163,8 +163,17 @@ class Executor(RemoteExecutor):
                 read_path_facts(self.working_dir),
                 read_path_facts(os.path.join(self.working_dir, ".snakemake")),
             ],
+            spool_writer=self._spool_writer() if grouped else None,
         )
         return check_run(facts)
+
+    def _spool_writer(self) -> UserFacts | None:
+        """The identity that writes the allocations' spool: the site's deployed controller (its uid from
+        the site's ConfigMap); None when the controller runs in this process or the site does not say."""
+        uid = self.site.controller_uid
+        if self.settings.controller == "embedded" or uid is None:
+            return None
+        return UserFacts(name=f"uid {uid}", uid=uid, gids=frozenset({uid}))
 
     # --- per job ---
     def _resources(self, job: Any, rule: str) -> StepResources:

@@ -41,6 +41,9 @@ class RunFacts:
     slurm_user_facts: UserFacts | None = None  # None: that user is unknown on this machine
     shared_dirs: Sequence[str] = ()  # the site's shared filesystem; empty: not known, not checked
     dirs: Sequence[PathFacts] = field(default_factory=tuple)  # the working dir and its .snakemake
+    # grouped allocations: who hands the steps over, writing in the working dir (the site's deployed
+    # controller, when the site says its uid); None: not grouped, or the controller runs in this process
+    spool_writer: UserFacts | None = None
 
 
 def check_run(facts: RunFacts) -> list[str]:
@@ -78,6 +81,15 @@ def check_run(facts: RunFacts) -> list[str]:
                     f"Run snakemake as {facts.slurm_user} in a directory of theirs, or make {d.path} "
                     f"writable for {facts.slurm_user}"
                 )
+    writer = facts.spool_writer
+    if writer is not None and facts.dirs and facts.dirs[0].exists and not _writable(facts.dirs[0], writer):
+        d = facts.dirs[0]
+        problems.append(
+            f"--converged-group-allocations: the site's controller ({writer.name}) cannot write {d.path} "
+            f"(owner uid {d.owner_uid}, mode {stat.filemode(d.mode)}), where it hands each step to its "
+            "allocation (.converged/spool). Run without --converged-group-allocations (each step a job "
+            "of its own), or ask your site admin for a shared directory the controller may write"
+        )
     return problems
 
 

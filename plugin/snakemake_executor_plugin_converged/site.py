@@ -34,6 +34,9 @@ class SiteDefaults:
     shared_paths: str | None = None  # comma-separated directories every backend sees at the same path
     slurm_cluster: str | None = None
     default_backend: str | None = None
+    # not a setting: the uid the site's deployed controller runs as (ConfigMap key controllerUid); it
+    # must write the workflow directory to hand steps to their allocations
+    controller_uid: int | None = None
 
     @property
     def shared_dirs(self) -> tuple[str, ...]:
@@ -44,7 +47,8 @@ def parse_site_defaults(configmap: Mapping[str, Any] | None) -> SiteDefaults:
     """The defaults in a `converged-site` ConfigMap (None or no data: none); unknown keys are ignored."""
     data = (configmap or {}).get("data") or {}
     values = {attr: str(data[key]).strip() for key, attr in KEYS.items() if str(data.get(key) or "").strip()}
-    return SiteDefaults(**values)
+    uid = str(data.get("controllerUid") or "").strip()
+    return SiteDefaults(**values, controller_uid=int(uid) if uid.isdigit() else None)
 
 
 def merge_site_defaults(settings: Any, site: SiteDefaults, *, unset: Mapping[str, Any]) -> Any:
@@ -52,6 +56,8 @@ def merge_site_defaults(settings: Any, site: SiteDefaults, *, unset: Mapping[str
     gives the defaults) taken from `site` where the site has a value."""
     changes = {}
     for f in fields(SiteDefaults):
+        if f.name not in KEYS.values():
+            continue
         value = getattr(site, f.name)
         if value is not None and getattr(settings, f.name) == unset.get(f.name):
             changes[f.name] = value

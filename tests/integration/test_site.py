@@ -298,6 +298,30 @@ def test_preflight_stops_a_run_off_the_shared_filesystem_before_submitting(
     subprocess.run(["rm", "-rf", str(workdir)], check=True)
 
 
+def test_preflight_stops_grouped_allocations_the_sites_controller_could_not_hand_over(
+    cluster_env: dict[str, str],
+) -> None:
+    """The deployed daemon (uid 10001) cannot write alice's 0755 directory, where grouped steps are
+    handed to their allocations: said before anything is submitted, with what to do instead."""
+    env = cluster_env
+    base = Path(env["CONVERGED_SHARED_DIR"]) / "users" / USER
+    workdir = base / f"grouped-{uuid.uuid4().hex[:8]}"
+    as_user(USER, f"mkdir {workdir} && cp {shlex.quote(str(ROOT / 'examples/chains/Snakefile'))} {workdir}/")
+
+    def count(kind: str) -> int:
+        return len(json.loads(kubectl(env, "get", kind, "-n", USER, "-o", "json"))["items"])
+
+    before = count("workflowsteps"), count("stepallocations")
+    cp = as_user(USER, "snakemake --executor converged --converged-group-allocations -j 4", cwd=str(workdir))
+    output = cp.stdout + cp.stderr
+    assert cp.returncode != 0
+    assert "--converged-group-allocations: the site's controller (uid 10001) cannot write" in output, output[
+        -3000:
+    ]
+    assert "Run without --converged-group-allocations" in output
+    assert (count("workflowsteps"), count("stepallocations")) == before  # nothing was submitted
+
+
 def test_a_running_workflow_survives_the_leader_pod_being_deleted(cluster_env: dict[str, str]) -> None:
     env = cluster_env
     first = leader(env)

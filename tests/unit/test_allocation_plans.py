@@ -258,6 +258,15 @@ def test_a_deleted_allocation_closes_its_spool_and_ends_its_job() -> None:
     )
 
 
+def test_a_deleted_allocation_that_never_had_a_job_lets_go_at_once() -> None:
+    """No job, no agent to tell: its spool is not touched (it may not even be writable)."""
+    assert plan_allocation_cleanup(allocation(), alloc_view(job=None, cancel=Submit())) == []
+    taken = BackendRef.for_slurm_job("hpc", 42)  # submitted, not listed yet: its agent may start
+    assert plan_allocation_cleanup(allocation(), alloc_view(job=None, submitted=taken))[0] == CloseAllocation(
+        PATHS
+    )
+
+
 def test_paths_are_per_allocation_and_checked() -> None:
     paths = build_allocation_paths(allocation())
     assert paths.spool == f"/run/.converged/spool/sm-1-g1-{ALLOC_UID[:8]}"

@@ -55,7 +55,7 @@ def test_a_slow_cluster_is_planned_the_cycle_after_it_answers_and_delays_no_othe
     mirror = Mirror(
         objects,  # type: ignore[arg-type]
         lambda *a: "",
-        MirrorSettings(slurm_wait=0.2),
+        MirrorSettings(slurm_wait=3.0),  # ample for the quick answer on a loaded machine
         transport_factory=factory,
         kueue=KueueApi(objects, version="v1beta2"),  # type: ignore[arg-type]
         clock=clock.wall,

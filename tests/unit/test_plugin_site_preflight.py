@@ -102,3 +102,33 @@ def test_a_directory_the_slurm_user_cannot_write_stops_the_run() -> None:
     assert check_run(sticky) == []
     on_kueue_only = replace(base, entries=[entry("map", Backend.KUEUE)])
     assert check_run(on_kueue_only) == []  # no Slurm step: the Slurm user's access does not matter
+
+
+def test_grouped_allocations_stop_up_front_when_the_sites_controller_cannot_write_the_directory() -> None:
+    """The site's deployed controller hands grouped steps over in the workflow directory: a directory of
+    alice's (0755) is not its to write, and the run would wait for ever on WaitingForAllocation."""
+    site = parse_site_defaults({"data": {**SITE["data"], "controllerUid": "10001"}})
+    assert site.controller_uid == 10001
+    assert parse_site_defaults(SITE).controller_uid is None
+    merged = merge_site_defaults(ExecutorSettings(), site, unset=vars(ExecutorSettings()))
+    assert not hasattr(merged, "controller_uid")  # not a setting
+    controller = UserFacts("uid 10001", 10001, frozenset({10001}))
+    facts = RunFacts(
+        namespace="alice",
+        working_dir="/shared/users/alice/flow",
+        entries=[entry("map", Backend.SLURM)],
+        slurm_user="alice",
+        slurm_user_facts=ALICE,
+        shared_dirs=("/shared",),
+        dirs=[PathFacts("/shared/users/alice/flow", True, 1001, 1001, stat.S_IFDIR | 0o755)],
+        spool_writer=controller,
+    )
+    (problem,) = check_run(facts)
+    assert problem.startswith(
+        "--converged-group-allocations: the site's controller (uid 10001) cannot write "
+        "/shared/users/alice/flow (owner uid 1001, mode drwxr-xr-x)"
+    )
+    assert "Run without --converged-group-allocations" in problem
+    assert check_run(replace(facts, spool_writer=None)) == []  # not grouped, or an embedded controller
+    shared = PathFacts("/shared/users/alice/flow", True, 1001, 1001, stat.S_IFDIR | 0o1777)
+    assert check_run(replace(facts, dirs=[shared])) == []

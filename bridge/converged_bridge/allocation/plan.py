@@ -107,11 +107,12 @@ def plan_allocation(alloc: StepAllocation, view: AllocationView) -> list[Intent]
 
 
 def plan_allocation_cleanup(alloc: StepAllocation, view: AllocationView) -> list[Intent]:
-    """A deleted allocation: close its spool and end its job (its running steps end with it)."""
+    """A deleted allocation: close its spool and end its job (its running steps end with it). One that
+    never had a job has no agent to tell: it lets go at once (also when its spool could not be made)."""
     out: list[Intent] = []
-    if view.handover.readable and not view.handover.closed:
-        out.append(CloseAllocation(view.paths))
     ref = view.job.ref if view.job is not None else view.submitted
+    if ref is not None and view.handover.readable and not view.handover.closed:
+        out.append(CloseAllocation(view.paths))
     alive = view.job is None or not view.job.ended
     if alive and ref is not None and view.cancel is not None:
         out += [view.cancel, Emit("Normal", "Cancelling", f"ending the allocation's job {ref.display}")]

@@ -113,6 +113,7 @@ def build_user_objects(layout: Layout, user: str, uid: int, gid: int) -> list[di
                 "slurmImage": str(apptainer.stable_sif(layout)),  # Slurm-backed steps, under Apptainer
                 "localQueue": QUEUE,
                 "sharedPaths": str(layout.shared),
+                "controllerUid": "10001",  # the daemon's runAsUser (deploy/kubernetes/deployment.yaml)
             },
         },
         {
