@@ -40,6 +40,14 @@ SLEEPERS = textwrap.dedent(
 )
 
 
+def _interruptible() -> None:
+    """In the child: umask 0, and SIGINT handled as in a terminal. A shell starts background jobs with
+    SIGINT ignored, and an ignored signal stays ignored across exec: run that way (`make test &`),
+    snakemake would never see the Ctrl-C this test sends."""
+    os.umask(0)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt_when(
     env: dict[str, str], workdir: Path, args: list[str], what: str, ready: Callable[[], T | None]
 ) -> tuple[T, str]:
@@ -53,7 +61,7 @@ def interrupt_when(
             env={**os.environ, "KUBECONFIG": env["KUBECONFIG"]},
             stdout=out,
             stderr=subprocess.STDOUT,
-            preexec_fn=lambda: os.umask(0),
+            preexec_fn=_interruptible,
         )
     try:
         value = eventually(what, ready, timeout=180)
