@@ -141,6 +141,19 @@ def _ensure_addresses(layout: Layout) -> None:
     kube.kubectl(layout, "patch", "node", NODE, "--subresource=status", "--type=merge", "-p", patch)
 
 
+CRI_ATTEMPTS = 5
+CRI_NOT_READY = "server is not initialized yet"
+
+
+def _log_tail(log: Path, size: int = 4096) -> str:
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, log.stat().st_size - size))
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def up(layout: Layout) -> None:
     _ensure_certs(layout)
     root = root_dir(layout)
@@ -150,15 +163,25 @@ def up(layout: Layout) -> None:
     if not config.exists() or config.read_text() != text:
         config.write_text(text)
         procs.stop(layout, "kubelet")  # restart on a changed configuration
-    procs.start(layout, _daemon(layout, config))
     log = procs.log_path(layout, "kubelet")
 
     def alive(check: bool) -> bool:
         if procs.running(layout, "kubelet") is None:
-            raise ClusterError(f"kubelet exited; see {log}")
+            raise procs.Exited(f"kubelet exited; see {log}")
         return check
 
-    procs.wait_until("kubelet healthz", lambda: alive(healthz(layout)), 90, log)
+    for attempt in range(1, CRI_ATTEMPTS + 1):
+        try:
+            procs.start(layout, _daemon(layout, config))
+            procs.wait_until("kubelet healthz", lambda: alive(healthz(layout)), 90, log)
+            break
+        except ClusterError:
+            # containerd answers before its CRI service has initialized ("server is not initialized
+            # yet"), and the kubelet exits at once on that: start it again, a few seconds later
+            if attempt == CRI_ATTEMPTS or CRI_NOT_READY not in _log_tail(log):
+                raise
+            procs.stop(layout, "kubelet")
+            time.sleep(3)
     procs.wait_until(f"node {NODE} registered", lambda: alive(read_node(layout) is not None), 60, log)
     _ensure_addresses(layout)
     procs.wait_until(f"node {NODE} Ready", lambda: alive(node_ready(read_node(layout))), 120, log)

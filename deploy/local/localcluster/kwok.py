@@ -79,6 +79,9 @@ def up(layout: Layout) -> None:
         layout,
         "apply",
         "--server-side",
+        # while kwok was down the node-lifecycle controller tainted its nodes unreachable and took
+        # .spec.taints; the nodes are ours: take it back (it taints them again if they stay unreachable)
+        "--force-conflicts",
         "--field-manager=converged-local",
         "-f",
         "-",

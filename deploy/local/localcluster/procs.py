@@ -23,6 +23,10 @@ class ClusterError(RuntimeError):
     """A component could not be brought up; the message says which and where its log is."""
 
 
+class Exited(ClusterError):
+    """A daemon being waited for has exited: `wait_until` gives up at once instead of at its timeout."""
+
+
 @dataclass
 class Daemon:
     name: str
@@ -144,9 +148,13 @@ def wait_until(
     """Poll `check` until it returns True; raise ClusterError naming `what` (and its log) on timeout."""
     deadline = time.monotonic() + timeout
     while True:
-        with contextlib.suppress(Exception):  # any failure of a probe means "not yet"
+        try:
             if check():
                 return
+        except Exited:
+            raise  # the probe knows it is over (the daemon exited): no point in waiting
+        except Exception:  # noqa: BLE001, S110 - any other failure of a probe means "not yet"
+            pass
         if time.monotonic() > deadline:
             where = f"; see {log}" if log else ""
             raise ClusterError(f"{what} not ready after {timeout:.0f}s{where}")
