@@ -97,7 +97,9 @@ def start(layout: Layout, d: Daemon) -> int:
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            cwd=d.cwd,
+            # "/" unless the daemon names its own: never the caller's directory, which may be a
+            # checkout deleted later (slurmrestd then fails every submission on getcwd and dies)
+            cwd=d.cwd or "/",
             env=env,
             start_new_session=True,
         )
