@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 from snakemake_interface_common.exceptions import WorkflowError
 
+from converged_bridge.api.base import describe_validation_error
 from converged_bridge.api.meta import ObjectMeta
 from converged_bridge.api.workflowstep import (
     Backend,
@@ -96,6 +97,6 @@ def build_step_manifest(facts: JobFacts, resources: StepResources, decision: Rou
             ),
         )
     except ValidationError as e:
-        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors())
+        problems = describe_validation_error(e)
         raise WorkflowError(f"rule {facts.rule}: cannot build its WorkflowStep: {problems}") from e
     return step.to_manifest()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
 
@@ -33,3 +33,9 @@ class StatusModel(BaseModel):
 def dump_manifest(model: BaseModel) -> dict[str, Any]:
     """The JSON-ready dict of `model` as the Kubernetes API spells it (aliases, unset fields left out)."""
     return model.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """Every problem of a rejected object, `field.path: message; ...` — as the controller writes it into
+    an invalid step's or allocation's status and the plugin shows it for a step it cannot build."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from converged_bridge.allocation.plan import StepSummary
+from converged_bridge.api.base import describe_validation_error
 from converged_bridge.api.stepallocation import StepAllocation
 from converged_bridge.api.workflowstep import Backend, Phase
 from converged_bridge.backends.base import BackendUnit
@@ -203,9 +204,7 @@ class AllocationDriver:
     def _refuse_invalid(self, obj: dict[str, Any], error: ValidationError) -> None:
         if self.api is None or (obj.get("status") or {}).get("phase") == "Failed":
             return
-        message = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())[
-            :2000
-        ]
+        message = describe_validation_error(error)[:2000]
         meta = obj["metadata"]
         try:
             self.api.patch_allocation_status(

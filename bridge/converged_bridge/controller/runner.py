@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from converged_bridge.api.base import describe_validation_error
 from converged_bridge.api.workflowstep import Backend, WorkflowStep
 from converged_bridge.backends.base import BackendUnit
 from converged_bridge.backends.slurm.unit import SlurmBackend, TransportFactory
@@ -380,9 +381,7 @@ class Controller:
     def _refuse_invalid(self, obj: dict[str, Any], error: ValidationError) -> None:
         if (obj.get("status") or {}).get("phase") == "Failed":
             return
-        message = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in error.errors()
-        )[:2000]
+        message = describe_validation_error(error)[:2000]
         meta = obj["metadata"]
         try:
             self.api.patch_step_status(
