@@ -255,7 +255,7 @@ class RunSession:
         """Wait (up to `timeout` s) until the named allocations have finished, reading the run's once per
         half second: an embedded controller must see their jobs end before it stops, or their status
         stays as it last wrote it. The names of those still unfinished."""
-        from converged_bridge.kube.steps import FINISHED_PHASES
+        from converged_bridge.kube.runs import FINISHED_PHASES
 
         deadline = self._clock() + timeout
         while True:

@@ -10,13 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from converged_bridge.kube.objects import KubeObjects
-from converged_bridge.kube.steps import FINISHED_PHASES
-from converged_bridge.wire import RUN_LABEL, STEP_ALLOCATIONS
+from converged_bridge.kube.runs import RunObjects
+from converged_bridge.wire import STEP_ALLOCATIONS
 
 
 class StepAllocations:
     def __init__(self, objects: KubeObjects) -> None:
         self.objects = objects
+        self.run = RunObjects(objects, STEP_ALLOCATIONS)
 
     def list_allocations(
         self, namespace: str | None = None, label_selector: str = ""
@@ -27,7 +28,7 @@ class StepAllocations:
         )
 
     def list_run_allocations(self, namespace: str, run_id: str) -> list[dict[str, Any]]:
-        return self.list_allocations(namespace, f"{RUN_LABEL}={run_id}")
+        return self.run.list_run(namespace, run_id)
 
     def create_allocation(self, namespace: str, manifest: dict[str, Any]) -> dict[str, Any]:
         return self.objects.create(STEP_ALLOCATIONS, manifest, namespace=namespace)
@@ -38,35 +39,15 @@ class StepAllocations:
         return self.objects.patch(STEP_ALLOCATIONS, name, patch, namespace=namespace, verb="patch-close")
 
     def delete_unfinished_allocations(self, namespace: str, run_id: str) -> list[str]:
-        """Delete the run's allocations that have not finished, in one request (the controller then ends
-        their jobs); finished ones stay as the record. The names of those deleted."""
-        deleted = self.objects.delete_collection(
-            STEP_ALLOCATIONS,
-            namespace=namespace,
-            label_selector=f"{RUN_LABEL}={run_id}",
-            field_selector=",".join(f"status.phase!={phase}" for phase in FINISHED_PHASES),
-        )
-        return [o["metadata"]["name"] for o in deleted]
+        return self.run.delete_unfinished(namespace, run_id)
 
     def delete_run_allocations(self, namespace: str, run_id: str) -> int:
-        """Delete every allocation of the run, in one request (a finished run past its retention); the
-        number deleted."""
-        deleted = self.objects.delete_collection(
-            STEP_ALLOCATIONS, namespace=namespace, label_selector=f"{RUN_LABEL}={run_id}"
-        )
-        return len(deleted)
+        return self.run.delete_run(namespace, run_id)
 
     def patch_allocation_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
-        return self.objects.patch(
-            STEP_ALLOCATIONS, name, {"status": status}, namespace=namespace, subresource="status"
-        )
+        return self.run.patch_status(namespace, name, status)
 
     def patch_allocation_finalizers(
         self, namespace: str, name: str, finalizers: list[str], resource_version: str | None
     ) -> dict[str, Any]:
-        meta: dict[str, Any] = {"finalizers": finalizers}
-        if resource_version:
-            meta["resourceVersion"] = resource_version
-        return self.objects.patch(
-            STEP_ALLOCATIONS, name, {"metadata": meta}, namespace=namespace, verb="patch-finalizers"
-        )
+        return self.run.patch_finalizers(namespace, name, finalizers, resource_version)

@@ -1,7 +1,7 @@
 """WorkflowSteps and SlurmClusters through `KubeCore`: what the controller and a workflow run read and write.
 
 Status reads are one LIST (or a WATCH) for many steps, never a request per step; a run's unfinished
-steps are cancelled with one DELETE of the collection (status.phase is a selectable field).
+steps are cancelled with one DELETE of the collection (kube.runs, shared with StepAllocations).
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ from typing import Any
 
 from converged_bridge.kube.core import object_path
 from converged_bridge.kube.objects import KubeObjects
-from converged_bridge.wire import RUN_LABEL, SLURM_CLUSTERS, WORKFLOW_STEPS
-
-FINISHED_PHASES = ("Succeeded", "Failed", "Cancelled")
+from converged_bridge.kube.runs import RunObjects
+from converged_bridge.wire import SLURM_CLUSTERS, WORKFLOW_STEPS
 
 
 class WorkflowSteps:
     def __init__(self, objects: KubeObjects) -> None:
         self.objects = objects
+        self.run = RunObjects(objects, WORKFLOW_STEPS)
 
     # --- many steps at once ---
     def list_steps(
@@ -43,29 +43,13 @@ class WorkflowSteps:
         yield from self.objects.core.watch(path, query, timeout_seconds)
 
     def list_run_steps(self, namespace: str, run_id: str) -> list[dict[str, Any]]:
-        """Every WorkflowStep of the run, in one LIST."""
-        return self.objects.list_objects(
-            WORKFLOW_STEPS, namespace=namespace, label_selector=f"{RUN_LABEL}={run_id}"
-        )
+        return self.run.list_run(namespace, run_id)
 
     def delete_unfinished_steps(self, namespace: str, run_id: str) -> list[str]:
-        """Delete the run's steps that have not finished, in one request; the controller then cancels
-        their backend jobs. Finished steps stay as the record. The names of the steps deleted."""
-        deleted = self.objects.delete_collection(
-            WORKFLOW_STEPS,
-            namespace=namespace,
-            label_selector=f"{RUN_LABEL}={run_id}",
-            field_selector=",".join(f"status.phase!={phase}" for phase in FINISHED_PHASES),
-        )
-        return [o["metadata"]["name"] for o in deleted]
+        return self.run.delete_unfinished(namespace, run_id)
 
     def delete_run_steps(self, namespace: str, run_id: str) -> int:
-        """Delete every step of the run, in one request (a finished run past its retention); the
-        number deleted."""
-        deleted = self.objects.delete_collection(
-            WORKFLOW_STEPS, namespace=namespace, label_selector=f"{RUN_LABEL}={run_id}"
-        )
-        return len(deleted)
+        return self.run.delete_run(namespace, run_id)
 
     # --- one step ---
     def delete_step(self, namespace: str, name: str) -> None:
@@ -78,20 +62,12 @@ class WorkflowSteps:
         return self.objects.create(WORKFLOW_STEPS, manifest, namespace=namespace)
 
     def patch_step_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
-        return self.objects.patch(
-            WORKFLOW_STEPS, name, {"status": status}, namespace=namespace, subresource="status"
-        )
+        return self.run.patch_status(namespace, name, status)
 
     def patch_step_finalizers(
         self, namespace: str, name: str, finalizers: list[str], resource_version: str | None
     ) -> dict[str, Any]:
-        """Replace metadata.finalizers; with `resource_version` the patch fails on a concurrent change."""
-        meta: dict[str, Any] = {"finalizers": finalizers}
-        if resource_version:
-            meta["resourceVersion"] = resource_version
-        return self.objects.patch(
-            WORKFLOW_STEPS, name, {"metadata": meta}, namespace=namespace, verb="patch-finalizers"
-        )
+        return self.run.patch_finalizers(namespace, name, finalizers, resource_version)
 
     # --- SlurmClusters ---
     def list_slurm_clusters(self) -> list[dict[str, Any]]:
