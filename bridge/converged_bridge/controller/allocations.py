@@ -14,15 +14,15 @@ import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import ValidationError
 
 from converged_bridge.allocation.plan import StepSummary
-from converged_bridge.api.base import describe_validation_error
 from converged_bridge.api.stepallocation import StepAllocation
 from converged_bridge.api.workflowstep import Backend, Phase
 from converged_bridge.backends.base import BackendUnit
+from converged_bridge.controller.recording import EventSink, emit_intent_event, refuse_invalid
 from converged_bridge.errors import BackendError
 from converged_bridge.kube.allocations import StepAllocations
 from converged_bridge.kube.core import Conflict, NotFound
@@ -35,16 +35,11 @@ from converged_bridge.reconcile.intents import (
     WriteAllocationStatus,
 )
 from converged_bridge.reconcile.lifecycle import plan_lifecycle
-from converged_bridge.reconcile.status import TERMINAL_PHASES, StatusTiming, build_invalid_status
+from converged_bridge.reconcile.status import StatusTiming, is_settled
 from converged_bridge.timing import WallClock
 from converged_bridge.wire import FINALIZER, GROUP_LABEL
 
 log = logging.getLogger("converged.controller.allocations")
-_TERMINAL = {p.value for p in TERMINAL_PHASES}
-
-
-class EventSink(Protocol):
-    def emit_event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None: ...
 
 
 class AllocationDriver:
@@ -91,12 +86,12 @@ class AllocationDriver:
         named = {
             (o["metadata"]["namespace"], o["metadata"]["labels"][GROUP_LABEL])
             for o in steps.values()
-            if (o["metadata"].get("labels") or {}).get(GROUP_LABEL) and not _settled(o)
+            if (o["metadata"].get("labels") or {}).get(GROUP_LABEL) and not is_settled(o)
         }
         out: dict[Backend, list[StepAllocation]] = {}
         for uid, obj in self.objects.items():
             meta = obj["metadata"]
-            if _settled(obj) and (meta["namespace"], meta["name"]) not in named:
+            if is_settled(obj) and (meta["namespace"], meta["name"]) not in named:
                 continue
             try:
                 alloc = self._model(uid, obj)
@@ -137,7 +132,7 @@ class AllocationDriver:
                 )
                 by_group.setdefault((meta["namespace"], group), []).append(summary)
         for uid, obj in list(self.objects.items()):
-            if _settled(obj) or uid not in self._parsed:
+            if is_settled(obj) or uid not in self._parsed:
                 continue
             alloc = self._parsed[uid][1]
             unit = self.units.get(alloc.spec.backend)
@@ -196,27 +191,8 @@ class AllocationDriver:
                 return
 
     def _emit(self, obj: dict[str, Any], intent: Emit) -> None:
-        try:
-            self.events.emit_event(obj, intent.type, intent.reason, intent.message)
-        except BackendError as e:
-            log.info("event %s for %s not recorded: %s", intent.reason, obj["metadata"]["name"], e)
+        emit_intent_event(self.events, obj, intent)
 
     def _refuse_invalid(self, obj: dict[str, Any], error: ValidationError) -> None:
-        if self.api is None or (obj.get("status") or {}).get("phase") == "Failed":
-            return
-        message = describe_validation_error(error)[:2000]
-        meta = obj["metadata"]
-        try:
-            self.api.patch_allocation_status(
-                meta["namespace"], meta["name"], build_invalid_status(meta, message, self._clock())
-            )
-            self.events.emit_event(obj, "Warning", "InvalidSpec", message)
-        except BackendError as e:
-            log.warning("could not report invalid allocation %s: %s", meta["name"], e)
-
-
-def _settled(obj: dict[str, Any]) -> bool:
-    """Finished and not being deleted: nothing can change it."""
-    return (obj.get("status") or {}).get("phase") in _TERMINAL and not obj["metadata"].get(
-        "deletionTimestamp"
-    )
+        if self.api is not None:
+            refuse_invalid(obj, error, self.api.patch_allocation_status, self.events, self._clock)

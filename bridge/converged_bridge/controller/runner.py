@@ -22,15 +22,15 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import ValidationError
 
-from converged_bridge.api.base import describe_validation_error
 from converged_bridge.api.workflowstep import Backend, WorkflowStep
 from converged_bridge.backends.base import BackendUnit
 from converged_bridge.backends.slurm.unit import SlurmBackend, TransportFactory
 from converged_bridge.controller.allocations import AllocationDriver
+from converged_bridge.controller.recording import EventSink, emit_intent_event, refuse_invalid
 from converged_bridge.controller.settings import ControllerSettings, build_units
 from converged_bridge.controller.watch import watch_steps
 from converged_bridge.errors import BackendError
@@ -52,8 +52,8 @@ from converged_bridge.reconcile.retention import plan_retention
 from converged_bridge.reconcile.status import (
     TERMINAL_PHASES,
     StatusTiming,
-    build_invalid_status,
     build_status_patch,
+    is_settled,
     plan_ends_step,
 )
 from converged_bridge.slurm.connect import build_transport
@@ -61,10 +61,6 @@ from converged_bridge.timing import Monotonic, WallClock, due, monotonic, utc_no
 from converged_bridge.wire import CONTROLLER_FIELD_MANAGER, FINALIZER
 
 log = logging.getLogger("converged.controller")
-
-
-class EventSink(Protocol):
-    def emit_event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None: ...
 
 
 class Controller:
@@ -217,7 +213,7 @@ class Controller:
         self.cycles += 1
         active: dict[Backend, list[WorkflowStep]] = {}
         for uid, obj in list(self.steps.items()):
-            if _settled(obj):
+            if is_settled(obj):
                 continue  # finished and not being deleted: nothing can change it
             try:
                 step = self._model(uid, obj)
@@ -229,7 +225,7 @@ class Controller:
             self.units[backend].observe(active.get(backend, []), allocations.get(backend, []))
         plans: list[tuple[str, list[Intent]]] = []
         for uid, obj in list(self.steps.items()):
-            if _settled(obj):
+            if is_settled(obj):
                 continue
             try:
                 decided = self._decide(uid)
@@ -373,29 +369,10 @@ class Controller:
         self.units[step.spec.backend].finished(step)
 
     def _emit(self, obj: dict[str, Any], intent: Emit) -> None:
-        try:
-            self.events.emit_event(obj, intent.type, intent.reason, intent.message)
-        except BackendError as e:
-            log.info("event %s for %s not recorded: %s", intent.reason, obj["metadata"]["name"], e)
+        emit_intent_event(self.events, obj, intent)
 
     def _refuse_invalid(self, obj: dict[str, Any], error: ValidationError) -> None:
-        if (obj.get("status") or {}).get("phase") == "Failed":
-            return
-        message = describe_validation_error(error)[:2000]
-        meta = obj["metadata"]
-        try:
-            self.api.patch_step_status(
-                meta["namespace"], meta["name"], build_invalid_status(meta, message, self._clock())
-            )
-            self.events.emit_event(obj, "Warning", "InvalidSpec", message)
-        except BackendError as e:
-            log.warning("could not report invalid step %s: %s", meta["name"], e)
-
-
-def _settled(obj: dict[str, Any]) -> bool:
-    """A step in a terminal phase that is not being deleted: no cycle needs to look at it again."""
-    phase = (obj.get("status") or {}).get("phase")
-    return phase in {p.value for p in TERMINAL_PHASES} and not obj["metadata"].get("deletionTimestamp")
+        refuse_invalid(obj, error, self.api.patch_step_status, self.events, self._clock)
 
 
 def _older(obj: dict[str, Any], held: dict[str, Any] | None) -> bool:

@@ -13,6 +13,7 @@ from converged_bridge.logfiles import LOG_TAIL_MAX
 from converged_bridge.reconcile.intents import Emit, Intent, WriteStatus
 
 TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED})
+_TERMINAL_VALUES = frozenset(p.value for p in TERMINAL_PHASES)
 WAITING_PHASES = frozenset({Phase.PENDING, Phase.QUEUED})  # their reason is the backend's "why not yet"
 
 
@@ -28,6 +29,13 @@ class StatusTiming:
 
 def is_finished(step: WorkflowStep) -> bool:
     return step.status.phase in TERMINAL_PHASES
+
+
+def is_settled(obj: dict[str, Any]) -> bool:
+    """A raw object (step or allocation) in a terminal phase and not being deleted: no cycle needs to look
+    at it again."""
+    phase = (obj.get("status") or {}).get("phase")
+    return phase in _TERMINAL_VALUES and not obj["metadata"].get("deletionTimestamp")
 
 
 def plan_ends_step(step: WorkflowStep, intents: Sequence[Intent]) -> bool:
