@@ -157,23 +157,30 @@ class KueueBackend:
         if handed is not None:
             return handed
         if isinstance(intent, CreateObject):
-            return self._create(step, intent)
+            refused = self._create(intent.kind, intent.body, intent.namespace, step.metadata.uid or "")
+            if refused is None:
+                return DONE
+            message = f"the API server refused the {intent.kind.kind}: {refused}"
+            return Executed(then=tuple(plan_failure(step, "CreateRejected", message, self._clock())))
         if isinstance(intent, DeleteObject):
-            self._objects.delete(
-                intent.kind, intent.name, namespace=intent.namespace, propagation="Background"
-            )
-            return DONE
+            return self._delete(intent)
         raise TypeError(f"the Kueue backend cannot carry out {type(intent).__name__}")
 
-    def _create(self, step: WorkflowStep, intent: CreateObject) -> Executed:
+    def _create(self, kind: Kind, body: dict[str, Any], namespace: str, uid: str) -> str | None:
+        """Create the object of the step or allocation `uid`; None when it exists now (made by this call
+        or by an earlier attempt or process: the next listing shows it), else why the API server refused."""
         try:
-            created = self._objects.create(intent.kind, intent.body, namespace=intent.namespace)
+            created = self._objects.create(kind, body, namespace=namespace)
         except AlreadyExists:
-            created = intent.body  # made by an earlier attempt (or process): the next listing shows it
+            created = body
         except PermanentBackendError as e:
-            message = f"the API server refused the {intent.kind.kind}: {e}"
-            return Executed(then=tuple(plan_failure(step, "CreateRejected", message, self._clock())))
-        self._objects_by_kind.setdefault(intent.kind.kind, {})[step.metadata.uid or ""] = created
+            return str(e)
+        self._objects_by_kind.setdefault(kind.kind, {})[uid] = created
+        return None
+
+    def _delete(self, intent: DeleteObject) -> Executed:
+        """Delete it and, after it, what it owns (pods, a JobSet's Jobs)."""
+        self._objects.delete(intent.kind, intent.name, namespace=intent.namespace, propagation="Background")
         return DONE
 
     # --- allocations (allocation.keeper asks these of its backend) ---
@@ -195,10 +202,7 @@ class KueueBackend:
         if isinstance(intent, CreateAllocationJob):
             return self._create_allocation(alloc, intent)
         if isinstance(intent, DeleteObject):
-            self._objects.delete(
-                intent.kind, intent.name, namespace=intent.namespace, propagation="Background"
-            )
-            return DONE
+            return self._delete(intent)
         raise TypeError(f"the Kueue backend cannot carry out {type(intent).__name__} for an allocation")
 
     def _create_allocation(self, alloc: StepAllocation, intent: CreateAllocationJob) -> Executed:
@@ -208,15 +212,11 @@ class KueueBackend:
             prepare_user_dir(path, intent.run_as_uid)
         if intent.warm_launcher is not None:
             write_warm_launcher(intent.paths, intent.warm_launcher)
-        try:
-            created = self._objects.create(JOBS, intent.body, namespace=intent.namespace)
-        except AlreadyExists:
-            created = intent.body  # made before a crash: the next listing shows it
-        except PermanentBackendError as e:
-            self._refused[uid] = f"the API server refused the allocation's Job: {e}"
-            return Executed(decide_again=True)
-        self._objects_by_kind.setdefault(JOBS.kind, {})[uid] = created
-        return DONE
+        refused = self._create(JOBS, intent.body, intent.namespace, uid)
+        if refused is None:
+            return DONE
+        self._refused[uid] = f"the API server refused the allocation's Job: {refused}"
+        return Executed(decide_again=True)
 
     def observed(self, alloc: StepAllocation) -> bool:
         return self._observed
