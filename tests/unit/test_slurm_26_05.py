@@ -9,17 +9,12 @@ build the very bodies that server accepted); the rest are the rig's captures of 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from converged_bridge.api.slurmcluster import PartitionState, SlurmClusterSpec
-from converged_bridge.api.workflowstep import WorkflowStep
+from converged_bridge.api.slurmcluster import PartitionState
 from converged_bridge.errors import PermanentBackendError
-from converged_bridge.slurm.batch_script import build_batch_options, build_batch_script
 from converged_bridge.slurm.capacity import (
     build_capacity_snapshot,
     parse_nodes_v0040,
@@ -28,10 +23,10 @@ from converged_bridge.slurm.capacity import (
 )
 from converged_bridge.slurm.cli import parse_squeue_json
 from converged_bridge.slurm.jobs import JobState, parse_jobs_v0040
-from converged_bridge.slurm.restd import DIALECTS, RestdTransport, classify, negotiate_version, parse_errors
-from converged_bridge.slurm.transport import Submission
+from converged_bridge.slurm.restd import DIALECTS, classify, negotiate_version, parse_errors
+from tests.unit.restd_captures import DATA, Captures, read
 
-D26 = Path(__file__).resolve().parents[1] / "data" / "slurm-26.05"
+D26 = DATA / "slurm-26.05"
 NEW = ("v0.0.43", "v0.0.44", "v0.0.45")
 SERVED = ("v0.0.42", *NEW)  # every data parser 26.05 ships
 CAPTURED = [f"{v}-{variant}" for v in SERVED for variant in ("plain", "gpu")]
@@ -40,51 +35,10 @@ CANCELLED = {"v0.0.42": 4, "v0.0.43": 9, "v0.0.44": 14, "v0.0.45": 19}
 DENIED = {v: n + 1 for v, n in CANCELLED.items()}
 
 
-def read(path: Path) -> tuple[int, Any]:
-    """(HTTP status, body) of a captured answer; files wrap every non-200 answer."""
-    doc = json.loads(path.read_text())
-    if isinstance(doc, dict) and "http_status" in doc:
-        return doc["http_status"], doc["body"]
-    return 200, doc
-
-
-def body(name: str) -> Any:
-    return read(D26 / name)[1]
-
-
-def captured_submission(key: str) -> Submission:
-    inputs = json.loads((D26 / "converged-submit-steps.json").read_text())[key]
-    step = WorkflowStep.model_validate(inputs["step"])
-    cluster = SlurmClusterSpec.model_validate(inputs["cluster"])
-    uid, log_dir = inputs["step"]["metadata"]["uid"], inputs["log_dir"]
-    return Submission(
-        script=build_batch_script(step, cluster, uid=uid, log_dir=log_dir),
-        options=build_batch_options(step, cluster, uid=uid, log_dir=log_dir),
-        working_dir=inputs["working_dir"],
-        user=inputs["user"],
-    )
-
-
-def served_by(routes: dict[tuple[str, str], Path]) -> Callable[[httpx.Request], httpx.Response]:
-    def handle(request: httpx.Request) -> httpx.Response:
-        status, doc = read(routes[(request.method, request.url.path)])
-        return httpx.Response(status, json=doc)
-
-    return handle
-
-
-def transport(routes: dict[tuple[str, str], Path], version: str | None = None) -> RestdTransport:
-    """A RestdTransport that negotiates (or is pinned to `version`) against 26.05's own /openapi/v3."""
-    routes = {("GET", "/openapi/v3"): D26 / "restd-openapi-v3.json", **routes}
-    client = httpx.Client(base_url="http://restd", transport=httpx.MockTransport(served_by(routes)))
-    return RestdTransport(
-        "http://restd",
-        lambda user: "token",
-        service_user="root",
-        api_version=version,
-        client=client,
-        attempts=1,
-    )
+CAPTURED_26 = Captures(D26)
+body = CAPTURED_26.body
+captured_submission = CAPTURED_26.submission
+transport = CAPTURED_26.transport
 
 
 # --- negotiation ---

@@ -7,17 +7,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
-from converged_bridge.api.slurmcluster import SlurmClusterSpec
-from converged_bridge.api.workflowstep import WorkflowStep
 from converged_bridge.errors import PermanentBackendError, TransientBackendError
-from converged_bridge.slurm.batch_script import build_batch_options, build_batch_script
 from converged_bridge.slurm.jobs import JobState, parse_jobs_v0040
 from converged_bridge.slurm.restd import (
     DIALECTS,
@@ -29,61 +23,20 @@ from converged_bridge.slurm.restd import (
     negotiate_version,
     parse_errors,
 )
-from converged_bridge.slurm.transport import Submission
+from tests.unit.restd_captures import DATA, Captures, read
 
-DATA = Path(__file__).resolve().parents[1] / "data"
 DATA24 = DATA / "slurm-24.11"
 VERSIONS = ("v0.0.40", "v0.0.41", "v0.0.42")
 CAPTURED = [f"{v}-{variant}" for v in VERSIONS for variant in ("plain", "gpu")]
 
 
-def read(path: Path) -> tuple[int, Any]:
-    """(HTTP status, body) of a captured answer; files wrap every non-200 answer."""
-    doc = json.loads(path.read_text())
-    if isinstance(doc, dict) and "http_status" in doc:
-        return doc["http_status"], doc["body"]
-    return 200, doc
-
-
-def body(name: str) -> Any:
-    return read(DATA24 / name)[1]
-
-
-def captured_submission(key: str) -> Submission:
-    """The Submission capture_converged.py built for `key` ("v0.0.42-gpu"), rebuilt from its inputs."""
-    inputs = json.loads((DATA24 / "converged-submit-steps.json").read_text())[key]
-    step = WorkflowStep.model_validate(inputs["step"])
-    cluster = SlurmClusterSpec.model_validate(inputs["cluster"])
-    uid, log_dir = inputs["step"]["metadata"]["uid"], inputs["log_dir"]
-    return Submission(
-        script=build_batch_script(step, cluster, uid=uid, log_dir=log_dir),
-        options=build_batch_options(step, cluster, uid=uid, log_dir=log_dir),
-        working_dir=inputs["working_dir"],
-        user=inputs["user"],
-    )
-
-
-def served_by(routes: dict[tuple[str, str], Path]) -> Callable[[httpx.Request], httpx.Response]:
-    """A MockTransport handler answering each (method, path) with one captured answer."""
-
-    def handle(request: httpx.Request) -> httpx.Response:
-        status, doc = read(routes[(request.method, request.url.path)])
-        return httpx.Response(status, json=doc)
-
-    return handle
+CAPTURED_24 = Captures(DATA24)
+body = CAPTURED_24.body
+captured_submission = CAPTURED_24.submission
 
 
 def transport(version: str, routes: dict[tuple[str, str], Path]) -> RestdTransport:
-    routes = {("GET", "/openapi/v3"): DATA24 / "restd-openapi-v3.json", **routes}
-    client = httpx.Client(base_url="http://restd", transport=httpx.MockTransport(served_by(routes)))
-    return RestdTransport(
-        "http://restd",
-        lambda user: "token",
-        service_user="root",
-        api_version=version,
-        client=client,
-        attempts=1,
-    )
+    return CAPTURED_24.transport(routes, version)
 
 
 # --- submit bodies ---
