@@ -4,6 +4,7 @@ directories they point at."""
 from __future__ import annotations
 
 from ..layout import HERE, Layout
+from ..slurm.config import build_slurmdbd_conf
 from ..slurm.files import mkdir, secret, write
 from .shape import CLUSTER, DB_NAME, DB_USER, PARTITIONS, SLURM_USER, nodes, paths
 
@@ -70,29 +71,18 @@ def cgroup_conf() -> str:
 
 
 def slurmdbd_conf(layout: Layout, password: str) -> str:
+    """hpc2's slurmdbd keeps its accounts in hpc1's MariaDB (10.11, bookworm), in a database and under a
+    user of its own."""
     p = paths(layout)
-    return (
-        "\n".join(
-            [
-                "# Written by deploy/local/localcluster/hpc2; edits are overwritten.",
-                "AuthType=auth/munge",
-                "AuthAltTypes=auth/jwt",
-                f"AuthAltParameters=jwt_key={p.jwt_key}",
-                "DbdHost=localhost",
-                f"DbdPort={layout.ports.hpc2_slurmdbd}",
-                f"SlurmUser={SLURM_USER}",
-                f"PidFile={p.pids}/slurmdbd.pid",
-                "DebugLevel=info",
-                "StorageType=accounting_storage/mysql",
-                # hpc1's MariaDB (10.11, bookworm) with a database and user of hpc2's own
-                "StorageHost=127.0.0.1",
-                f"StoragePort={layout.ports.mariadb}",
-                f"StorageUser={DB_USER}",
-                f"StoragePass={password}",
-                f"StorageLoc={DB_NAME}",
-            ]
-        )
-        + "\n"
+    return build_slurmdbd_conf(
+        written_by="deploy/local/localcluster/hpc2",
+        jwt_key=str(p.jwt_key),
+        port=layout.ports.hpc2_slurmdbd,
+        pid_file=f"{p.pids}/slurmdbd.pid",
+        mariadb_port=layout.ports.mariadb,
+        db_user=DB_USER,
+        password=password,
+        database=DB_NAME,
     )
 
 

@@ -111,28 +111,50 @@ def cgroup_conf() -> str:
 
 def slurmdbd_conf(layout: Layout, password: str) -> str:
     p = paths(layout)
-    return (
-        "\n".join(
-            [
-                "# Written by deploy/local/localcluster/slurm.py; edits are overwritten.",
-                "AuthType=auth/munge",
-                "AuthAltTypes=auth/jwt",
-                f"AuthAltParameters=jwt_key={p.jwt_key}",
-                "DbdHost=localhost",
-                f"DbdPort={layout.ports.slurmdbd}",
-                f"SlurmUser={SLURM_USER}",
-                f"PidFile={p.pids}/slurmdbd.pid",
-                "DebugLevel=info",
-                "StorageType=accounting_storage/mysql",
-                "StorageHost=127.0.0.1",
-                f"StoragePort={layout.ports.mariadb}",
-                f"StorageUser={SLURM_USER}",
-                f"StoragePass={password}",
-                "StorageLoc=slurm_acct_db",
-            ]
-        )
-        + "\n"
+    return build_slurmdbd_conf(
+        written_by="deploy/local/localcluster/slurm",
+        jwt_key=str(p.jwt_key),
+        port=layout.ports.slurmdbd,
+        pid_file=f"{p.pids}/slurmdbd.pid",
+        mariadb_port=layout.ports.mariadb,
+        db_user=SLURM_USER,
+        password=password,
+        database="slurm_acct_db",
     )
+
+
+def build_slurmdbd_conf(
+    *,
+    written_by: str,
+    jwt_key: str,
+    port: int,
+    pid_file: str,
+    mariadb_port: int,
+    db_user: str,
+    password: str,
+    database: str,
+) -> str:
+    """slurmdbd.conf for a slurmdbd that runs as SlurmUser and keeps its accounts in the local MariaDB
+    (hpc1's, on 127.0.0.1) under `database`; munge for daemons, JWTs (signed with `jwt_key`) for
+    slurmrestd."""
+    lines = [
+        f"# Written by {written_by}; edits are overwritten.",
+        "AuthType=auth/munge",
+        "AuthAltTypes=auth/jwt",
+        f"AuthAltParameters=jwt_key={jwt_key}",
+        "DbdHost=localhost",
+        f"DbdPort={port}",
+        f"SlurmUser={SLURM_USER}",
+        f"PidFile={pid_file}",
+        "DebugLevel=info",
+        "StorageType=accounting_storage/mysql",
+        "StorageHost=127.0.0.1",
+        f"StoragePort={mariadb_port}",
+        f"StorageUser={db_user}",
+        f"StoragePass={password}",
+        f"StorageLoc={database}",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def mariadb_cnf(layout: Layout) -> str:
