@@ -41,7 +41,7 @@ from converged_bridge.kube.steps import WorkflowSteps
 from converged_bridge.slurm.connect import build_transport
 from converged_bridge.slurm.jobs import COMMENT_PREFIX, SlurmJob
 from converged_bridge.slurm.transport import SlurmTransport, Submission
-from converged_bridge.wire import FINALIZER
+from converged_bridge.wire import CONTROLLER_LABEL, EMBEDDED, FINALIZER, RUN_LABEL
 
 NS = "team-b"
 KUBECTL = "/var/lib/converged-local/bin/kubectl"
@@ -116,6 +116,7 @@ def main() -> int:
     args = parser.parse_args()
 
     run = f"bench-{uuid.uuid4().hex[:6]}"
+    selector = f"{CONTROLLER_LABEL}={EMBEDDED},{RUN_LABEL}={run}"
     load_before = os.getloadavg()[0]
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
     Path(args.workdir).chmod(0o1777)
@@ -179,7 +180,11 @@ def main() -> int:
         return timed[-1]
 
     controller = Controller.connect(
-        kube, ControllerSettings(poll_interval=args.poll, namespace=NS), transport_factory=transport
+        kube,
+        # this run's steps only, marked as an embedded controller's: the site's deployed controller leaves
+        # them alone (it drives every step without the mark), as it does a plugin run's with an embedded one
+        ControllerSettings(poll_interval=args.poll, namespace=NS, label_selector=selector),
+        transport_factory=transport,
     )
     controller.start()
     t0 = time.time()
@@ -192,7 +197,7 @@ def main() -> int:
                 "metadata": {
                     "name": f"{run}-{i}",
                     "namespace": NS,
-                    "labels": {"converged.dev/run": run},
+                    "labels": {RUN_LABEL: run, CONTROLLER_LABEL: EMBEDDED},
                     "finalizers": [FINALIZER],  # as the plugin creates its steps
                 },
                 "spec": step_spec(args.backend, run, i, args.workdir),
@@ -283,7 +288,7 @@ def main() -> int:
             "-n",
             NS,
             "-l",
-            f"converged.dev/run={run}",
+            selector,
             "--timeout=600s",
         ],
         capture_output=True,
