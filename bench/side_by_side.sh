@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# One benchmark, several revisions of converged, interleaved round by round on the same local cluster:
+# a before/after comparison that meets the same machine load and the same site (these 2-core machines
+# are noisy; two runs an hour apart compare the hour, not the code).
+#
+# Each revision is checked out (git worktree, detached) under $CONVERGED_REVS (default
+# /tmp/converged-revs/<sha>) and runs its own copy of the bench script with its own packages first on
+# PYTHONPATH, in this checkout's venv. The site's deployed controller is scaled to 0 for the duration
+# (older benches do not mark their steps as an embedded controller's, and two controllers driving one
+# step measure neither) and back to what it was at the end, also on Ctrl-C. Every run's output goes to
+# bench-results/side-by-side-<time>/<round>-<rev>.txt; the lines matching --grep are printed together at
+# the end.
+#
+# Usage: bench/side_by_side.sh [-r ROUNDS] [-g REGEX] REV[,REV...] BENCH [ARGS...]
+#   bench/side_by_side.sh -r 2 8ef2122,e7bc9cb,HEAD controller_steps.py --backend slurm --steps 1000
+set -euo pipefail
+rounds=1
+grep_re='.'
+while getopts "r:g:" opt; do
+  case $opt in
+    r) rounds=$OPTARG ;;
+    g) grep_re=$OPTARG ;;
+    *) sed -n '2,15p' "$0" >&2; exit 2 ;;
+  esac
+done
+shift $((OPTIND - 1))
+[ $# -ge 2 ] || { sed -n '14,15p' "$0" >&2; exit 2; }
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+IFS=, read -r -a revs <<<"$1"
+bench=$2
+shift 2
+python=$root/.venv/bin/python
+revs_dir=${CONVERGED_REVS:-/tmp/converged-revs}
+out=$root/bench-results/side-by-side-$(date -u +%Y%m%dT%H%M%SZ)
+mkdir -p "$out" "$revs_dir"
+eval "$("$root/deploy/local/cluster" env)"
+
+declare -A tree
+for rev in "${revs[@]}"; do
+  sha=$(git -C "$root" rev-parse --short=10 "$rev^{commit}")
+  tree[$rev]=$revs_dir/$sha
+  if [ ! -e "${tree[$rev]}/.git" ]; then
+    git -C "$root" worktree add -q --detach "${tree[$rev]}" "$sha"
+  fi
+  [ -f "${tree[$rev]}/bench/$bench" ] || { echo "$rev has no bench/$bench" >&2; exit 2; }
+done
+
+site=(-n converged-system deployment/converged-daemon)
+replicas=$(kubectl get "${site[@]}" -o jsonpath='{.spec.replicas}' 2>/dev/null || true)
+restore() {
+  if [ -n "$replicas" ] && [ "$replicas" != 0 ]; then
+    kubectl scale "${site[@]}" --replicas="$replicas" >/dev/null && echo "# site controller back to $replicas"
+  fi
+}
+trap restore EXIT
+if [ -n "$replicas" ] && [ "$replicas" != 0 ]; then
+  kubectl scale "${site[@]}" --replicas=0 >/dev/null
+  kubectl wait -n converged-system --for=delete pod -l app.kubernetes.io/name=converged-daemon --timeout=120s >/dev/null || true
+  echo "# site controller scaled 0 (was $replicas)"
+fi
+
+echo "# $(date -u +%FT%TZ) $bench $* ; revisions: ${revs[*]} ; $(nproc) cores" | tee "$out/summary.txt"
+for round in $(seq 1 "$rounds"); do
+  for rev in "${revs[@]}"; do
+    t=${tree[$rev]}
+    log=$out/$round-${rev//\//_}.txt
+    echo "# round $round, $rev ($(git -C "$t" rev-parse --short HEAD)), load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out/summary.txt"
+    PYTHONPATH=$t/bridge:$t/plugin:$t/resource_daemon:$t "$python" "$t/bench/$bench" "$@" >"$log" 2>&1 || echo "  FAILED (rc $?), see $log" | tee -a "$out/summary.txt"
+    grep -E -- "$grep_re" "$log" | sed 's/^/  /' | tee -a "$out/summary.txt"
+  done
+done
+echo "# results in $out"
