@@ -155,7 +155,11 @@ def workdir(cluster_env: dict[str, str]) -> Path:
     """A directory on the shared filesystem every step user may write to."""
     path = Path(cluster_env["CONVERGED_SHARED_DIR"]) / "controller-tests"
     path.mkdir(exist_ok=True)
-    path.chmod(0o1777)
+    # the steps' log directory too, as the controller now makes it in a 1777 directory (a site's state
+    # from before that may hold one that belongs to whichever user's step made it)
+    for d in (path, path / ".converged", path / ".converged/logs"):
+        if d.is_dir():
+            d.chmod(0o1777)
     return path
 
 

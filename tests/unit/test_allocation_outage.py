@@ -17,6 +17,7 @@ from converged_bridge.reconcile.status import StatusTiming
 from tests.unit.clocks import ManualClock
 from tests.unit.test_allocation_plans import allocation
 from tests.unit.test_backend_slurm_plan import CLUSTER_SPEC
+from tests.unit.test_controller_cycle import shared_log_dir
 from tests.unit.test_slurm_outage import FlakyTransport
 
 
@@ -25,7 +26,7 @@ def test_an_allocation_waits_out_its_clusters_outage_and_is_submitted_once(tmp_p
     slurm = SlurmBackend(
         lambda: {"hpc": SlurmClusterSpec.model_validate(CLUSTER_SPEC)},
         lambda namespace, name, key: "token",
-        log_dir=str(tmp_path),
+        log_dir=shared_log_dir(tmp_path),
         transport_factory=lambda name, spec, read: transport,
         clock=clock.wall,
         monotonic_clock=clock.monotonic,

@@ -116,8 +116,9 @@ def test_secret_env_goes_to_a_file_not_the_script() -> None:
     env = [{"name": "API_KEY", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "k"}}}]
     (submit,) = plan(make_step(env=env), view())
     assert isinstance(submit, SubmitSlurmJob)
-    assert submit.secret_env_file == f"/shared/logs/.secrets/{UID}.env"
-    assert ". /shared/logs/.secrets/" in submit.submission.script and "creds" not in submit.submission.script
+    assert submit.secret_env_file == f"/shared/logs/.secrets-alice/{UID}.env"
+    script = submit.submission.script
+    assert ". /shared/logs/.secrets-alice/" in script and "creds" not in script
 
 
 def test_a_listed_job_is_adopted_never_resubmitted() -> None:

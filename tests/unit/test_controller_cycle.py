@@ -158,6 +158,15 @@ def queued(name: str, job_id: int, reason: str) -> dict[str, Any]:
     return status.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
+def shared_log_dir(tmp_path: Path) -> str:
+    """A default log directory every step user may write (as a site's is): the controller refuses to
+    submit a step whose user could not open its log there."""
+    logs = tmp_path / "logs"
+    logs.mkdir(exist_ok=True)
+    logs.chmod(0o1777)
+    return str(logs)
+
+
 def controller_over(
     steps: list[dict[str, Any]], jobs: list[SlurmJob], tmp_path: Path
 ) -> tuple[Controller, RecordingKube, ListingTransport, ManualClock]:
@@ -167,7 +176,7 @@ def controller_over(
     slurm = SlurmBackend(
         lambda: {"hpc": SlurmClusterSpec.model_validate(CLUSTER_SPEC)},
         kube.read_secret_key,
-        log_dir=str(tmp_path),
+        log_dir=shared_log_dir(tmp_path),
         transport_factory=lambda name, spec, read: transport,
         clock=clock.wall,
         monotonic_clock=clock.monotonic,
@@ -177,7 +186,7 @@ def controller_over(
         cast(WorkflowSteps, kube),
         kube,
         {Backend.SLURM: slurm, Backend.KUEUE: kueue},
-        ControllerSettings(log_dir=str(tmp_path), pending_reason_refresh=30.0),
+        ControllerSettings(log_dir=shared_log_dir(tmp_path), pending_reason_refresh=30.0),
         clock=clock.wall,
         monotonic_clock=clock.monotonic,
     )

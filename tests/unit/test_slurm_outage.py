@@ -25,7 +25,15 @@ from converged_bridge.slurm.transport import Submission
 from converged_bridge.wire import FINALIZER
 from tests.unit.clocks import ManualClock
 from tests.unit.test_backend_slurm_plan import CLUSTER_SPEC
-from tests.unit.test_controller_cycle import T0, ListingTransport, RecordingKube, job_of, queued, step_object
+from tests.unit.test_controller_cycle import (
+    T0,
+    ListingTransport,
+    RecordingKube,
+    job_of,
+    queued,
+    shared_log_dir,
+    step_object,
+)
 
 REFUSED = "slurmrestd GET /slurm/v0.0.45/jobs: ConnectError: [Errno 111] Connection refused"
 
@@ -64,7 +72,7 @@ def two_clusters(
     slurm = SlurmBackend(
         lambda: dict.fromkeys(transports, spec),
         kube.read_secret_key,
-        log_dir=str(tmp_path),
+        log_dir=shared_log_dir(tmp_path),
         transport_factory=lambda name, spec, read: transports[name],
         clock=clock.wall,
         monotonic_clock=clock.monotonic,
@@ -74,7 +82,7 @@ def two_clusters(
         cast(WorkflowSteps, kube),
         kube,
         {Backend.SLURM: slurm, Backend.KUEUE: kueue},
-        ControllerSettings(log_dir=str(tmp_path), pending_reason_refresh=30.0),
+        ControllerSettings(log_dir=shared_log_dir(tmp_path), pending_reason_refresh=30.0),
         clock=clock.wall,
         monotonic_clock=clock.monotonic,
     )

@@ -41,8 +41,10 @@ def resolve_user(cluster: SlurmClusterSpec, namespace: str) -> str | None:
     return next((m.user for m in cluster.user_mapping if m.namespace == namespace), None)
 
 
-def secret_env_path(log_dir: str, uid: str) -> str:
-    return f"{log_dir.rstrip('/')}/.secrets/{uid}.env"
+def secret_env_path(log_dir: str, user: str, uid: str) -> str:
+    """The step's secret environment, in a directory of its Slurm user's own (0700): steps of several
+    users may share a log directory."""
+    return f"{log_dir.rstrip('/')}/.secrets-{user}/{uid}.env"
 
 
 def plan_slurm_cleanup(step: WorkflowStep, view: SlurmView) -> list[Intent]:
@@ -116,7 +118,7 @@ def plan_slurm_step(step: WorkflowStep, view: SlurmView) -> list[Intent]:
         return []
     uid = meta.uid or ""
     has_secrets = any(e.value_from is not None for e in step.spec.env)
-    secret_file = secret_env_path(view.log_dir, uid) if has_secrets else None
+    secret_file = secret_env_path(view.log_dir, user, uid) if has_secrets else None
     try:
         options = build_batch_options(step, view.cluster, uid=uid, log_dir=view.log_dir)
         script = build_batch_script(

@@ -265,8 +265,10 @@ class SlurmBackend:
         uid = step.metadata.uid or ""
         sub = intent.submission
         self._attempted[uid] = self._snapshot_seq.get(intent.cluster, 0)
+        unwritable = prepare_dir(intent.log_dir, sub.user)
+        if unwritable is not None:
+            return Executed(then=tuple(plan_failure(step, "LogDirNotWritable", unwritable, self._clock())))
         try:
-            prepare_dir(intent.log_dir, sub.user)
             if intent.secret_env_file:
                 values = {
                     e.name: self._read_secret(
@@ -304,8 +306,11 @@ class SlurmBackend:
         uid = alloc.metadata.uid or ""
         sub = intent.submission
         self._attempted[uid] = self._snapshot_seq.get(intent.cluster, 0)
+        unwritable = prepare_dir(intent.paths.logs, sub.user)
+        if unwritable is not None:
+            self._refused[uid] = unwritable
+            return Executed(decide_again=True)
         try:
-            prepare_dir(intent.paths.logs, sub.user)
             prepare_user_dir(intent.paths.state, sub.user)  # the agent, as the user, writes there
             prepare_spool(intent.paths)
             if intent.warm_launcher is not None:
@@ -454,8 +459,8 @@ class SlurmBackend:
 
     def finished(self, step: WorkflowStep) -> None:
         if any(e.value_from is not None for e in step.spec.env):
-            path = Path(self.log_dir(step)) / ".secrets" / f"{step.metadata.uid}.env"
-            path.unlink(missing_ok=True)
+            for path in Path(self.log_dir(step)).glob(f".secrets*/{step.metadata.uid}.env"):
+                path.unlink(missing_ok=True)
 
     def forget(self, uid: str) -> None:
         self._submitted.pop(uid, None)
