@@ -89,6 +89,8 @@ def test_enter_script_binds_then_pivots_into_a_read_only_root(tmp_path: Path) ->
     assert lines[-1].startswith("exec /usr/bin/env -i PATH=")
     for path in (*s.binds, *s.ro_binds):
         assert f'mount --bind {path} "$r"{path}' in lines
+        # a fresh machine's hpc2 starts before the images it binds exist
+        assert lines.index(f"mkdir -p {path}") < lines.index(f'mount --bind {path} "$r"{path}')
     for path in s.ro_binds:
         assert f'mount -o remount,bind,ro "$r"{path}' in lines
     assert f'mount --bind {s.etc_slurm} "$r"/etc/slurm' in lines

@@ -65,7 +65,8 @@ def build_enter_script(spec: RootSpec) -> str:
     """The script `unshare --mount` runs (pure): mounts, pivot_root, then `exec env -i ... "$@"`.
 
     Mount points the tree lacks are made in it before it turns read-only (empty directories and
-    files, the same on every run).
+    files, the same on every run); a host directory it binds that does not exist yet is made empty (on a
+    fresh machine hpc2 starts before the images it binds are built, beside it).
     """
     q = shlex.quote
     lines = [
@@ -86,6 +87,8 @@ def build_enter_script(spec: RootSpec) -> str:
 
     def bind(host: Path, inside: Path, *, read_only: bool, file: bool = False) -> None:
         target = f'"$r"{q(str(inside))}'
+        if not file:  # a host directory may not exist yet (the images, on a fresh machine): made empty
+            lines.append(f"mkdir -p {q(str(host))}")
         lines.append(f"[ -e {target} ] || : > {target}" if file else f"mkdir -p {target}")
         lines.append(f"mount --bind {q(str(host))} {target}")
         if read_only:
