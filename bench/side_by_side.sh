@@ -11,20 +11,26 @@
 # bench-results/side-by-side-<time>/<round>-<rev>.txt; the lines matching --grep are printed together at
 # the end.
 #
-# Usage: bench/side_by_side.sh [-r ROUNDS] [-g REGEX] REV[,REV...] BENCH [ARGS...]
+# -c: before each revision's run, apply its own CRDs (crds/), and this checkout's again at the end. An
+# older revision's models refuse fields a newer CRD added (pydantic extra="forbid"); with its own CRD
+# applied the API server prunes them, so the site looks to it as it did.
+#
+# Usage: bench/side_by_side.sh [-r ROUNDS] [-g REGEX] [-c] REV[,REV...] BENCH [ARGS...]
 #   bench/side_by_side.sh -r 2 8ef2122,e7bc9cb,HEAD controller_steps.py --backend slurm --steps 1000
 set -euo pipefail
 rounds=1
 grep_re='.'
-while getopts "r:g:" opt; do
+own_crds=
+while getopts "r:g:c" opt; do
   case $opt in
+    c) own_crds=1 ;;
     r) rounds=$OPTARG ;;
     g) grep_re=$OPTARG ;;
-    *) sed -n '2,15p' "$0" >&2; exit 2 ;;
+    *) sed -n '2,19p' "$0" >&2; exit 2 ;;
   esac
 done
 shift $((OPTIND - 1))
-[ $# -ge 2 ] || { sed -n '14,15p' "$0" >&2; exit 2; }
+[ $# -ge 2 ] || { sed -n '18,19p' "$0" >&2; exit 2; }
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 IFS=, read -r -a revs <<<"$1"
 bench=$2
@@ -47,7 +53,9 @@ done
 
 site=(-n converged-system deployment/converged-daemon)
 replicas=$(kubectl get "${site[@]}" -o jsonpath='{.spec.replicas}' 2>/dev/null || true)
+apply_crds() { kubectl apply --server-side --force-conflicts --field-manager=side-by-side -f "$1/crds/" >/dev/null; }
 restore() {
+  if [ -n "$own_crds" ]; then apply_crds "$root" && echo "# this checkout's CRDs applied again"; fi
   if [ -n "$replicas" ] && [ "$replicas" != 0 ]; then
     kubectl scale "${site[@]}" --replicas="$replicas" >/dev/null && echo "# site controller back to $replicas"
   fi
@@ -64,6 +72,7 @@ for round in $(seq 1 "$rounds"); do
   for rev in "${revs[@]}"; do
     t=${tree[$rev]}
     log=$out/$round-${rev//\//_}.txt
+    if [ -n "$own_crds" ]; then apply_crds "$t"; fi
     echo "# round $round, $rev ($(git -C "$t" rev-parse --short HEAD)), load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out/summary.txt"
     PYTHONPATH=$t/bridge:$t/plugin:$t/resource_daemon:$t "$python" "$t/bench/$bench" "$@" >"$log" 2>&1 || echo "  FAILED (rc $?), see $log" | tee -a "$out/summary.txt"
     grep -E -- "$grep_re" "$log" | sed 's/^/  /' | tee -a "$out/summary.txt"
