@@ -75,7 +75,7 @@ for round in $(seq 1 "$rounds"); do
     if [ -n "$own_crds" ]; then apply_crds "$t"; fi
     echo "# round $round, $rev ($(git -C "$t" rev-parse --short HEAD)), load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out/summary.txt"
     PYTHONPATH=$t/bridge:$t/plugin:$t/resource_daemon:$t "$python" "$t/bench/$bench" "$@" >"$log" 2>&1 || echo "  FAILED (rc $?), see $log" | tee -a "$out/summary.txt"
-    grep -E -- "$grep_re" "$log" | sed 's/^/  /' | tee -a "$out/summary.txt"
+    { grep -E -- "$grep_re" "$log" || true; } | sed "s/^/  /" | tee -a "$out/summary.txt"
   done
 done
 echo "# results in $out"
