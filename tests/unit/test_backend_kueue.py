@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from converged_bridge.backends.kueue.operators import KueueSite, build_operator_
 from converged_bridge.backends.kueue.operators.common import NAME_MAX, build_object_name
 from converged_bridge.backends.kueue.operators.jobset import build_jobset
 from converged_bridge.backends.kueue.operators.minicluster import build_minicluster
-from converged_bridge.backends.kueue.operators.mpijob import build_mpijob
+from converged_bridge.backends.kueue.operators.mpijob import WAIT_FOR_WORKERS, build_mpijob
 from converged_bridge.backends.kueue.outcome import map_kueue_status
 from converged_bridge.backends.kueue.plan import KueueView, plan_kueue_cleanup, plan_kueue_step
 from converged_bridge.errors import InvalidStep
@@ -136,6 +137,7 @@ def test_other_operators_have_their_shapes() -> None:
     # the launcher runs the step's command once; the command launches its ranks with $CONVERGED_MPIRUN
     assert launcher["command"][-4:] == ["python3", "-c", "print('hi')", "$(touch x)"]
     assert launcher["command"][:2] == ["/bin/sh", "-c"] and 'exec "$@"' in launcher["command"][2]
+    assert launcher["command"][2].index(WAIT_FOR_WORKERS) < launcher["command"][2].index("exec")
     assert {"name": "CONVERGED_MPIRUN", "value": "mpirun -np 4"} in launcher["env"]
     assert launcher_pod["metadata"]["labels"]["converged.dev/step-uid"] == UID
     worker = mpi["spec"]["mpiReplicaSpecs"]["Worker"]
@@ -294,3 +296,29 @@ def test_pods_run_as_their_namespaces_identity() -> None:
         assert (
             mpi["spec"]["mpiReplicaSpecs"][role]["template"]["spec"]["securityContext"]["runAsUser"] == 1001
         )
+
+
+def test_the_mpi_launcher_waits_until_every_worker_of_the_hostfile_resolves(tmp_path: Path) -> None:
+    """Run for real: a host that resolves at once is not waited for; one that resolves late (a worker's
+    DNS record, published after the pod is Ready) is waited for until it does."""
+    hostfile = tmp_path / "hostfile"
+    hostfile.write_text("localhost slots=2\nlate-worker slots=2\n")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    # getent answers for late-worker from the third question on, as cluster DNS does once it has the record
+    (bin_dir / "getent").write_text(
+        '#!/bin/sh\n[ "$2" = localhost ] && exit 0\n'
+        f"n=$(cat {tmp_path}/asked 2>/dev/null || echo 0)\n"
+        f'echo $((n + 1)) > {tmp_path}/asked; [ "$n" -ge 2 ]\n'
+    )
+    (bin_dir / "getent").chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "OMPI_MCA_orte_default_hostfile": str(hostfile)}
+    cp = subprocess.run(
+        ["/bin/sh", "-c", WAIT_FOR_WORKERS + 'exec "$@"', "converged-launcher", "echo", "ranks start"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert (cp.returncode, cp.stdout) == (0, "ranks start\n"), cp.stderr
+    assert (tmp_path / "asked").read_text().strip() == "3"  # asked until it resolved, then no more

@@ -56,12 +56,21 @@ WORKER_COMMAND = [
     + f"exec /usr/sbin/sshd -De -p {SSH_PORT} -h /tmp/ssh_host_ed25519_key -o PidFile=/tmp/sshd.pid "
     + f"-o StrictModes=no -o UsePAM=no -o AuthorizedKeysFile={SSH_DIR}/authorized_keys",
 ]
-# the launcher: the same identity, the private key copied to a file only its user may read, then the
-# step's command (its argv follows `sh -c ... converged-launcher`)
+# Workers are Ready before the launcher is made (WaitForWorkersReady), but the names cluster DNS gives
+# them may come a moment later: mpirun's ssh then fails at once ("Could not resolve hostname", exit 255;
+# seen on a freshly started site). The launcher waits, a minute at most, until every host of the
+# operator's hostfile resolves.
+WAIT_FOR_WORKERS = (
+    'hostfile="${OMPI_MCA_orte_default_hostfile:-/etc/mpi/hostfile}"; '
+    'for h in $(cut -d" " -f1 "$hostfile" 2>/dev/null); do i=0; '
+    'until getent hosts "$h" >/dev/null || [ "$i" -ge 120 ]; do i=$((i + 1)); sleep 0.5; done; done; '
+)
+# the launcher: the same identity, the workers' names resolved, the private key copied to a file only its
+# user may read, then the step's command (its argv follows `sh -c ... converged-launcher`)
 LAUNCHER_PREFIX = [
     "/bin/sh",
     "-c",
-    _IDENTITY_SETUP + f'install -m 600 {SSH_DIR}/id_rsa {IDENTITY} && exec "$@"',
+    _IDENTITY_SETUP + WAIT_FOR_WORKERS + f'install -m 600 {SSH_DIR}/id_rsa {IDENTITY} && exec "$@"',
     "converged-launcher",
 ]
 
