@@ -168,13 +168,16 @@ def shared_log_dir(tmp_path: Path) -> str:
 
 
 def controller_over(
-    steps: list[dict[str, Any]], jobs: list[SlurmJob], tmp_path: Path
+    steps: list[dict[str, Any]],
+    jobs: list[SlurmJob],
+    tmp_path: Path,
+    cluster_spec: dict[str, Any] = CLUSTER_SPEC,
 ) -> tuple[Controller, RecordingKube, ListingTransport, ManualClock]:
     """A controller that has listed `steps` (not started: the test runs its cycle), in a process
-    started seconds after boot."""
+    started seconds after boot, with SlurmCluster `hpc` of `cluster_spec`."""
     kube, transport, clock = RecordingKube(), ListingTransport(jobs), ManualClock(wall=T0)
     slurm = SlurmBackend(
-        lambda: {"hpc": SlurmClusterSpec.model_validate(CLUSTER_SPEC)},
+        lambda: {"hpc": SlurmClusterSpec.model_validate(cluster_spec)},
         kube.read_secret_key,
         log_dir=shared_log_dir(tmp_path),
         transport_factory=lambda name, spec, read: transport,

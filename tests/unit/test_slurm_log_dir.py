@@ -13,22 +13,12 @@ import os
 import pwd
 import stat
 from pathlib import Path
-from typing import Any, cast
 
 import pytest
 
-from converged_bridge.api.slurmcluster import SlurmClusterSpec
-from converged_bridge.api.workflowstep import Backend
-from converged_bridge.backends.kueue import KueueBackend
-from converged_bridge.backends.kueue.operators import KueueSite
-from converged_bridge.backends.slurm import SlurmBackend
 from converged_bridge.backends.slurm.files import prepare_dir, write_private_file
-from converged_bridge.controller.runner import Controller
-from converged_bridge.controller.settings import ControllerSettings
-from converged_bridge.kube.steps import WorkflowSteps
-from tests.unit.clocks import ManualClock
 from tests.unit.test_backend_slurm_plan import CLUSTER_SPEC
-from tests.unit.test_controller_cycle import T0, ListingTransport, RecordingKube, step_object
+from tests.unit.test_controller_cycle import controller_over, step_object
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="owners are changed as root, as the controller does"
@@ -87,26 +77,9 @@ def test_a_step_whose_log_dir_its_user_cannot_write_fails_before_submission(tmp_
     flow = tmp_path / "flow"
     (flow / ".converged/logs").mkdir(parents=True)  # root's, 0755: left by someone else
     spec = {**CLUSTER_SPEC, "userMapping": [{**CLUSTER_SPEC["userMapping"][0], "user": A.pw_name}]}
-    kube, clock, transport = RecordingKube(), ManualClock(wall=T0), ListingTransport([])
-    slurm = SlurmBackend(
-        lambda: {"hpc": SlurmClusterSpec.model_validate(spec)},
-        kube.read_secret_key,
-        log_dir=str(tmp_path),
-        transport_factory=lambda name, spec, read: transport,
-        clock=clock.wall,
-        monotonic_clock=clock.monotonic,
-    )
-    controller = Controller(
-        cast(WorkflowSteps, kube),
-        kube,
-        {Backend.SLURM: slurm, Backend.KUEUE: KueueBackend(cast(Any, None), KueueSite(), clock=clock.wall)},
-        ControllerSettings(log_dir=str(tmp_path)),
-        clock=clock.wall,
-        monotonic_clock=clock.monotonic,
-    )
     step = step_object("s")
     step["spec"]["workingDir"] = str(flow)
-    controller.on_event("SYNC", [kube.put(step)])
+    controller, kube, transport, _ = controller_over([step], [], tmp_path, spec)
 
     controller.poll_and_reconcile()
     assert transport.submitted == []
