@@ -11,6 +11,7 @@ creates the executor for a run that uses it.
 
 # No `from __future__ import annotations` here: snakemake reads the settings fields' types at runtime.
 
+import dataclasses
 import os
 import sys
 import uuid
@@ -24,7 +25,7 @@ from snakemake_interface_executor_plugins.jobs import JobExecutorInterface
 from snakemake_interface_executor_plugins.settings import CommonSettings, SharedFSUsage
 
 from converged_bridge.errors import BackendError
-from converged_bridge.routing import Preference, SiteWeights, route_batch
+from converged_bridge.routing import Preference, SiteWeights, StepRequest, route_batch
 from converged_bridge.schedule import build_machine
 from converged_bridge.wire import CONTROLLER_LABEL, EMBEDDED, GROUP_LABEL
 from snakemake_executor_plugin_converged.groups import (
@@ -37,6 +38,7 @@ from snakemake_executor_plugin_converged.jobinfo import (
     dag_levels,
     identify_job,
     job_resources,
+    job_rule_images,
     job_threads,
     upstream_jobids,
 )
@@ -179,6 +181,12 @@ class Executor(RemoteExecutor):
     def _resources(self, job: Any, rule: str) -> StepResources:
         return self.parse_resources(rule, job_resources(job), threads=job_threads(job))
 
+    def _request(self, job: Any, rule: str, resources: StepResources) -> StepRequest:
+        """The router's input for `job`: its resources and the rule's own images."""
+        request = resources.request(rule, self.namespace, self.settings.slurm_cluster)
+        images = tuple(url for url, _ in job_rule_images(job, self.working_dir))
+        return dataclasses.replace(request, rule_images=images) if images else request
+
     def _plan_entries(self) -> tuple[list[PlanEntry], int]:
         """Every job of the DAG routed, level by level: each level as one burst on the snapshot (its
         steps charged as they are placed), as if the levels before it had finished."""
@@ -190,13 +198,7 @@ class Executor(RemoteExecutor):
             for job in jobs:
                 ident = identify_job(job)
                 resources = self._resources(job, ident.rule)
-                parsed.append(
-                    (
-                        ident,
-                        resources,
-                        resources.request(ident.rule, self.namespace, self.settings.slurm_cluster),
-                    )
-                )
+                parsed.append((ident, resources, self._request(job, ident.rule, resources)))
             decisions = route_batch([request for _, _, request in parsed], capacity, self.weights)
             for (ident, resources, _), decision in zip(parsed, decisions, strict=True):
                 wildcards = ",".join(f"{k}={v}" for k, v in ident.wildcards.items())
@@ -286,7 +288,7 @@ class Executor(RemoteExecutor):
     def run_job(self, job: JobExecutorInterface) -> None:
         ident = identify_job(job)
         resources = self._resources(job, ident.rule)
-        request = resources.request(ident.rule, self.namespace, self.settings.slurm_cluster)
+        request = self._request(job, ident.rule, resources)
         allocation = self._allocation(job, ident.jobid)
         if allocation is not None:
             decision = allocation.decision  # where the plan put its group
@@ -318,6 +320,7 @@ class Executor(RemoteExecutor):
             env={"XDG_CACHE_HOME": f"{self.working_dir}/.snakemake/converged-cache", **self.envvars()},
             annotations=self.plan.annotations(ident.members, upstream_jobids(self.workflow.dag, job)),
             keep_finished_seconds=self.settings.keep_finished,
+            rule_images=job_rule_images(job, self.working_dir),
         )
         manifest = build_step_manifest(facts, resources, decision)
         if self.embedded:  # our own controller drives this run's steps; a deployed one leaves them alone

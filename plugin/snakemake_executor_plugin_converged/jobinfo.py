@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,21 @@ def job_resources(job: Any) -> Mapping[str, Any]:
     resources = job.resources
     items: Iterable[tuple[str, Any]] = resources.items() if hasattr(resources, "items") else []
     return dict(items)
+
+
+def job_rule_images(job: Any, working_dir: str) -> tuple[tuple[str, str], ...]:
+    """(url, path) of each image the job's rules name (snakemake's `container:`), when snakemake runs
+    them in it (`--sdm apptainer`): the URL as written, and the absolute path where the job's snakemake
+    finds it (the SIF snakemake pulled, or the local image). Empty when the job runs in no image of its
+    own. A group job: its members' images, each once."""
+    images: dict[str, str] = {}
+    for member in list(job.jobs) if job.is_group() else [job]:
+        image = getattr(member, "container_img", None)
+        if image is None:
+            continue
+        path = os.path.join(working_dir, str(image.path))  # an absolute path stays as it is
+        images.setdefault(os.path.normpath(path), str(image.url))
+    return tuple((url, path) for path, url in images.items())
 
 
 def dag_levels(dag: Any) -> tuple[list[list[Any]], int]:

@@ -16,6 +16,7 @@ from converged_bridge.api.workflowstep import (
     EnvVar,
     KueuePlacement,
     Route,
+    RuleImage,
     SlurmPlacement,
     WorkflowJob,
     WorkflowStep,
@@ -45,6 +46,7 @@ class JobFacts:
     env: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)  # the plan's (schedule.annotations)
     keep_finished_seconds: int | None = None  # spec.ttlSecondsAfterFinished; None: the controller's default
+    rule_images: tuple[tuple[str, str], ...] = ()  # (url, path) of the rule's own images (jobinfo)
 
 
 def build_step_manifest(facts: JobFacts, resources: StepResources, decision: RouteDecision) -> dict[str, Any]:
@@ -78,6 +80,7 @@ def build_step_manifest(facts: JobFacts, resources: StepResources, decision: Rou
                 route=Route(decision=decision.decision.value, reason=decision.reason[:1024]),
                 operator=decision.operator,
                 image=resources.image_for(decision.backend),
+                rule_images=[RuleImage(url=url, path=path) for url, path in facts.rule_images],
                 command=["/bin/sh", "-c", facts.command],
                 working_dir=facts.working_dir,
                 env=env,

@@ -1,5 +1,6 @@
 """A real headless browser for tests: Chromium from Debian (tests/browser/ensure-chromium installs it;
-`make unit` and `make test` run that first). No browser is a failure, never a skip."""
+`make unit` and `make test` run that first, and the first test that needs it runs it when pytest was
+started some other way). No browser is a failure, never a skip."""
 
 from __future__ import annotations
 
@@ -15,9 +16,15 @@ ENSURE = Path(__file__).resolve().parents[1] / "browser" / "ensure-chromium"
 
 
 def chromium() -> str:
+    """Chromium's path, installed first when missing (however pytest was started: make, or directly)."""
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found is None:
-        pytest.fail(f"Chromium is not installed: run {ENSURE} (make unit and make test do)")
+        ensured = subprocess.run([str(ENSURE)], capture_output=True, text=True, timeout=1800)
+        found = shutil.which("chromium") or shutil.which("chromium-browser")
+        if found is None:
+            pytest.fail(
+                f"Chromium is not installed and {ENSURE} could not install it:\n{ensured.stderr[-2000:]}"
+            )
     return found
 
 

@@ -79,6 +79,9 @@ def full_step() -> Schema:
             "route": {"decision": "RulePinned", "reason": "rule pinned to slurm"},
             "operator": "job",
             "image": "docker://python:3.12",
+            "ruleImages": [
+                {"url": "docker://registry.site/alice/bwa:0.7", "path": "/wf/.snakemake/singularity/0a.simg"}
+            ],
             "command": ["python3", "-c", "print(1)"],
             "workingDir": "/work",
             "env": [

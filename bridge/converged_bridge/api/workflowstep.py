@@ -133,6 +133,13 @@ class KueuePlacement(SpecModel):
     priority_class: DnsSubdomain | None = None
 
 
+class RuleImage(SpecModel):
+    """One of the rule's own images: its commands run there, handed over by the step's snakemake."""
+
+    url: Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^[^\s]+$")]
+    path: Annotated[str, Field(max_length=4096, pattern=r"^/[^\s]*$")]
+
+
 class WorkflowStepSpec(SpecModel):
     """What to run and where. The apiserver keeps it immutable after creation."""
 
@@ -141,6 +148,7 @@ class WorkflowStepSpec(SpecModel):
     route: Route | None = None
     operator: Operator = Operator.JOB
     image: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+    rule_images: Annotated[list[RuleImage], Field(max_length=16)] = Field(default_factory=list)
     command: Annotated[list[Annotated[str, Field(max_length=16384)]], Field(min_length=1, max_length=1024)]
     working_dir: Annotated[str, Field(max_length=4096, pattern=r"^/")] | None = None
     env: Annotated[list[EnvVar], Field(max_length=256)] = Field(default_factory=list)
@@ -153,6 +161,9 @@ class WorkflowStepSpec(SpecModel):
     def _consistent(self) -> Self:
         if self.backend == Backend.SLURM and (self.slurm is None or self.slurm.cluster is None):
             raise ValueError("backend slurm needs slurm.cluster")
+        paths = [i.path for i in self.rule_images]
+        if len(set(paths)) != len(paths):
+            raise ValueError("ruleImages paths must be unique")
         names = [e.name for e in self.env]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from converged_bridge.api.workflowstep import Backend, Operator
+from converged_bridge.handover.build import rule_image_problem
 from converged_bridge.routing.candidates import Candidate, Refusal
 from converged_bridge.routing.types import (
     MPI_OPERATORS,
@@ -34,6 +35,16 @@ def kueue_candidates(
     if not request.has_image:
         refusals.append(("kueue", "no container image (set the image setting or converged_image)", ()))
         return
+    if request.rule_images and operator != Operator.JOB:
+        refusals.append(
+            ("kueue", "a step in its rule's own image runs as a batch Job, not {}", (operator.value,))
+        )
+        return
+    for url in request.rule_images:
+        problem = rule_image_problem(url)
+        if problem is not None:
+            refusals.append(("kueue", "{}", (problem,)))
+            return
     found = False
     for queue in capacity.kueue:
         if request.local_queue is not None and queue.local_queue != request.local_queue:

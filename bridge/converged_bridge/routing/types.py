@@ -48,6 +48,7 @@ class StepRequest:
     slurm_partition: str | None = None
     local_queue: str | None = None
     has_image: bool = False
+    rule_images: tuple[str, ...] = ()  # the URLs of the rule's own images (snakemake's container:)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from converged_bridge.api.meta import UID_PATTERN
 from converged_bridge.api.slurmcluster import ContainerRuntime, SlurmClusterSpec
 from converged_bridge.api.workflowstep import WorkflowStep
 from converged_bridge.errors import InvalidStep
+from converged_bridge.handover.build import build_host_finish, build_host_setup
 from converged_bridge.slurm.container import ContainerLaunch, LaunchRequest, build_container_launch
 from converged_bridge.slurm.jobs import COMMENT_PREFIX
 
@@ -219,8 +220,26 @@ def build_step_body(
         if cluster.container_runtime == ContainerRuntime.PODMAN:
             raise InvalidStep("spec.resources", "MPI steps (tasks or nodes > 1) cannot run under podman")
         body += _mpi_lines(launch, options)
+    if spec.rule_images:
+        return body + _handover_lines(cluster, options, launch)
     body.append("exec " + shlex.join(launch.argv))
     return body
+
+
+def _handover_lines(cluster: SlurmClusterSpec, options: BatchOptions, launch: ContainerLaunch) -> list[str]:
+    """The driver (the step's snakemake in its image) started beside a runner that runs the rule's
+    commands in the rule's own images with the node's Apptainer (converged_bridge.handover)."""
+    if cluster.container_runtime not in (ContainerRuntime.APPTAINER, ContainerRuntime.SINGULARITY):
+        raise InvalidStep(
+            "spec.ruleImages",
+            f"the rule's own image needs Apptainer or Singularity on the Slurm nodes; this SlurmCluster "
+            f"runs {cluster.container_runtime.value}",
+        )
+    if options.ntasks > 1 or options.nodes > 1:
+        raise InvalidStep(
+            "spec.ruleImages", "a step in its rule's own image runs one task on one node (MPI steps: not yet)"
+        )
+    return build_host_setup(cluster.container_runtime.value) + build_host_finish(launch.argv)
 
 
 MPIRUN_ENV = "CONVERGED_MPIRUN"

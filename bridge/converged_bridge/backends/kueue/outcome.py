@@ -79,6 +79,26 @@ def terminated_container(pods: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]
     return chosen[0] if chosen else None
 
 
+# A container waiting for one of these will not start by waiting longer: the kubelet tried and backs off
+# (ErrImagePull alone is the first try, which a registry's hiccup may cause)
+IMAGE_PULL_FAILURES = frozenset({"ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})
+
+
+def image_pull_failure(pods: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
+    """(reason, message) when a container of the step's pods cannot get its image, else None."""
+    for pod in pods:
+        status = pod.get("status") or {}
+        for cs in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            reason = waiting.get("reason")
+            if reason in IMAGE_PULL_FAILURES:
+                image = cs.get("image") or "its image"
+                detail = str(waiting.get("message") or "").strip()
+                message = f"container {cs.get('name')} cannot pull {image}: {detail or reason}"
+                return str(reason), message[:1024]
+    return None
+
+
 def _running(pods: Sequence[Mapping[str, Any]]) -> bool:
     return any((p.get("status") or {}).get("phase") == "Running" for p in pods)
 

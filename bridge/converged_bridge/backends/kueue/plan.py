@@ -14,10 +14,10 @@ from typing import Any
 from converged_bridge.api.workflowstep import BackendRef, Phase, WorkflowStep
 from converged_bridge.backends.kueue.intents import CreateObject, DeleteObject
 from converged_bridge.backends.kueue.operators import OPERATORS, BuiltObject, KueueSite, build_operator_object
-from converged_bridge.backends.kueue.outcome import map_kueue_status
+from converged_bridge.backends.kueue.outcome import image_pull_failure, map_kueue_status
 from converged_bridge.errors import InvalidStep
 from converged_bridge.reconcile.intents import Intent
-from converged_bridge.reconcile.status import StatusTiming, plan_status
+from converged_bridge.reconcile.status import TERMINAL_PHASES, StatusTiming, plan_status
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,21 @@ def plan_kueue_step(step: WorkflowStep, view: KueueView) -> list[Intent]:
     workload = (view.workload or {}).get("metadata", {}).get("name")
     ref = BackendRef.for_object(operator.backend_kind, name, workload)
     out = map_kueue_status(operator.kind.kind, view.obj, view.workload, view.pods)
+    pull = image_pull_failure(view.pods) if out.phase not in TERMINAL_PHASES else None
+    if pull is not None:  # it would wait for ever: end it, and free its quota
+        namespace = step.metadata.namespace or "default"
+        return [
+            DeleteObject(operator.kind, namespace, name),
+            *plan_status(
+                step,
+                phase=Phase.FAILED,
+                reason=pull[0],
+                message=f"{ref.display}: {pull[1]}",
+                backend_ref=ref,
+                warn=True,
+                timing=view.timing,
+            ),
+        ]
     return plan_status(
         step,
         phase=out.phase,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from converged_bridge.api.workflowstep import WorkflowStep
+from converged_bridge.backends.kueue.operators.rule_images import build_rule_image_parts
 from converged_bridge.errors import InvalidStep
 from converged_bridge.wire import (
     API_VERSION,
@@ -165,14 +166,23 @@ def build_container(step: WorkflowStep, site: KueueSite, name: str = "step") -> 
     return container
 
 
-def build_pod_spec(step: WorkflowStep, site: KueueSite, containers: list[dict[str, Any]]) -> dict[str, Any]:
-    """The pod of one node of the step, as `site.run_as` when the namespace has an identity."""
+def build_pod_spec(
+    step: WorkflowStep,
+    site: KueueSite,
+    containers: list[dict[str, Any]],
+    init_containers: list[dict[str, Any]] | None = None,
+    volumes: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The pod of one node of the step, as `site.run_as` when the namespace has an identity.
+    `init_containers` (sidecars among them) and `volumes` come on top of the shared filesystem's."""
     pod: dict[str, Any] = {"restartPolicy": "Never", "containers": containers}
+    if init_containers:
+        pod["initContainers"] = init_containers
     who = site.run_as
     if who is not None:
         pod["securityContext"] = {"runAsUser": who.uid, "runAsGroup": who.gid, "runAsNonRoot": who.uid != 0}
         if who.name:
-            for container in containers:
+            for container in [*(init_containers or []), *containers]:
                 env = container.setdefault("env", [])
                 named = {e["name"] for e in env}
                 env += [{"name": n, "value": who.name} for n in ("USER", "LOGNAME") if n not in named]
@@ -183,6 +193,8 @@ def build_pod_spec(step: WorkflowStep, site: KueueSite, containers: list[dict[st
             {"name": f"shared-{i}", "hostPath": {"path": p, "type": "Directory"}}
             for i, p in enumerate(site.shared_paths)
         ]
+    if volumes:
+        pod["volumes"] = [*pod.get("volumes", []), *volumes]
     return pod
 
 
@@ -200,6 +212,16 @@ def build_metadata(step: WorkflowStep, site: KueueSite, name: str) -> dict[str, 
     }
 
 
+def build_step_pod_spec(step: WorkflowStep, site: KueueSite) -> dict[str, Any]:
+    """The pod of a one-pod step: its command in its image, or, when the rule names its own images, the
+    step's snakemake in `image` handing the rule's commands to one sidecar per rule image."""
+    container = build_container(step, site)
+    if not step.spec.rule_images:
+        return build_pod_spec(step, site, [container])
+    parts = build_rule_image_parts(step, container, site.image_pull_policy)
+    return build_pod_spec(step, site, [parts.driver], parts.sidecars, parts.volumes)
+
+
 def build_job_spec(step: WorkflowStep, site: KueueSite) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "suspend": True,
@@ -208,7 +230,7 @@ def build_job_spec(step: WorkflowStep, site: KueueSite) -> dict[str, Any]:
         "backoffLimit": 0,
         "template": {
             "metadata": {"labels": {STEP_UID_LABEL: step.metadata.uid or ""}},
-            "spec": build_pod_spec(step, site, [build_container(step, site)]),
+            "spec": build_step_pod_spec(step, site),
         },
     }
     deadline = deadline_seconds(step)
