@@ -53,6 +53,7 @@ from snakemake_executor_plugin_converged.settings import ExecutorSettings
 __all__ = ["Executor", "ExecutorSettings", "common_settings"]  # what snakemake reads of a plugin
 from snakemake_executor_plugin_converged.site import merge_site_defaults
 from snakemake_executor_plugin_converged.status import State, map_step_outcome
+from snakemake_executor_plugin_converged.upfront import is_pending
 
 # One storage model for both backends: a shared filesystem, mounted at the same path on the Slurm
 # nodes and (hostPath or a PVC) in the Kubernetes pods. Jobs run in the workflow directory, sources
@@ -177,7 +178,16 @@ class Executor(RemoteExecutor):
 
     # --- per job ---
     def _resources(self, job: Any, rule: str) -> StepResources:
+        """The job's resources as snakemake evaluates them now, just before it runs (all known)."""
         return self.parse_resources(rule, job_resources(job), threads=job_threads(job))
+
+    def _planned_resources(self, job: Any, rule: str) -> StepResources:
+        """The job's resources as far as the plan may know them (`<TBD>`: not known yet)."""
+        found = job_resources(job)
+        threads = found.get("_cores")
+        return self.parse_resources.planned(
+            rule, found, threads=threads if isinstance(threads, int) and not is_pending(threads) else None
+        )
 
     def _plan_entries(self) -> tuple[list[PlanEntry], int]:
         """Every job of the DAG routed, level by level: each level as one burst on the snapshot (its
@@ -189,7 +199,7 @@ class Executor(RemoteExecutor):
             parsed = []
             for job in jobs:
                 ident = identify_job(job)
-                resources = self._resources(job, ident.rule)
+                resources = self._planned_resources(job, ident.rule)
                 parsed.append(
                     (
                         ident,
