@@ -53,7 +53,7 @@ from snakemake_executor_plugin_converged.settings import ExecutorSettings
 __all__ = ["Executor", "ExecutorSettings", "common_settings"]  # what snakemake reads of a plugin
 from snakemake_executor_plugin_converged.site import merge_site_defaults
 from snakemake_executor_plugin_converged.status import State, map_step_outcome
-from snakemake_executor_plugin_converged.upfront import is_pending
+from snakemake_executor_plugin_converged.upfront import is_pending, read_upfront_resources
 
 # One storage model for both backends: a shared filesystem, mounted at the same path on the Slurm
 # nodes and (hostPath or a PVC) in the Kubernetes pods. Jobs run in the workflow directory, sources
@@ -182,8 +182,8 @@ class Executor(RemoteExecutor):
         return self.parse_resources(rule, job_resources(job), threads=job_threads(job))
 
     def _planned_resources(self, job: Any, rule: str) -> StepResources:
-        """The job's resources as far as the plan may know them (`<TBD>`: not known yet)."""
-        found = job_resources(job)
+        """The job's resources as far as the plan may know them, calling none of the workflow's functions."""
+        found = read_upfront_resources(job)
         threads = found.get("_cores")
         return self.parse_resources.planned(
             rule, found, threads=threads if isinstance(threads, int) and not is_pending(threads) else None
