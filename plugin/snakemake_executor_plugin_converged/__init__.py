@@ -27,6 +27,7 @@ from converged_bridge.errors import BackendError
 from converged_bridge.routing import Preference, SiteWeights, route_batch
 from converged_bridge.schedule import build_machine
 from converged_bridge.wire import CONTROLLER_LABEL, EMBEDDED, GROUP_LABEL
+from snakemake_executor_plugin_converged.command import build_job_args
 from snakemake_executor_plugin_converged.groups import (
     AllocationBook,
     AllocationPlan,
@@ -292,6 +293,9 @@ class Executor(RemoteExecutor):
 
     def get_python_executable(self) -> str:
         return self._python or super().get_python_executable()
+
+    def get_job_args(self, job: JobExecutorInterface) -> str:
+        return " ".join([super().get_job_args(job), *build_job_args(job.is_group())])
 
     def run_job(self, job: JobExecutorInterface) -> None:
         ident = identify_job(job)
