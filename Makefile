@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CLUSTER := deploy/local/cluster
 
-.PHONY: up example down status test check unit integration venv browser
+.PHONY: up example down status test check unit integration venv browser conformance
 
 ## make up: install what is missing, build/reuse the pinned binaries, start the local cluster, show it
 ## healthy, then run the main job: the hybrid example workflow (examples/hybrid) across Slurm and Kueue
@@ -56,3 +56,9 @@ unit: venv browser
 
 integration: venv
 	$(BIN)/pytest -m integration
+
+## make conformance: snakemake's own test workflows (from its source distribution) as alice on the local
+## site: with the local executor, then through converged with every step on Slurm, then on Kueue, each
+## compared with its expected results (about an hour; `make test` runs six of them)
+conformance: venv
+	$(BIN)/python -m tests.conformance

@@ -1,6 +1,7 @@
-"""Benchmark (issue 13): what a container costs a Slurm step — Apptainer on the step image's SIF (what
-the local SlurmClusters use now) vs charliecloud on the same image unpacked (what they used before) vs
-no container, side by side, alternating, as an unprivileged user (alice) as a Slurm job runs it.
+"""Benchmark (issues 13, 24): what a container costs a Slurm step — Apptainer on the step image's SIF
+mounted with squashfuse (what an unprivileged user gets), on the same SIF mounted by the kernel (root),
+and on the image unpacked as a directory; charliecloud on the directory (what the sites used before
+issue 13); no container — side by side, alternating, as a Slurm job of the user runs it.
 
 Each sample is one `sh -c 'python3 -c "import snakemake"'` (the step image's snakemake imported: what
 every converged step does first) timed from fork to exit; `true` alone is measured too (the bare start).
@@ -24,11 +25,19 @@ DIR = "/var/lib/converged-local/images/step"
 SHARED = "/var/lib/converged-local/shared"
 
 
-def runtimes(command: list[str]) -> dict[str, list[str]]:
+def runtimes(command: list[str]) -> dict[str, tuple[str | None, list[str]]]:
+    """name -> (who runs it: None for the user, else a user name; argv)."""
+    apptainer = ["apptainer", "exec", "--containall", "--bind", SHARED]
     return {
-        "apptainer": ["apptainer", "exec", "--containall", "--bind", SHARED, SIF, *command],
-        "charliecloud": ["ch-run", "--set-env", f"--bind={SHARED}", DIR, "--", *command],
-        "none (host python3)": command,
+        "apptainer SIF (squashfuse, as the user)": (None, [*apptainer, SIF, *command]),
+        "apptainer directory (as the user)": (None, [*apptainer, DIR, *command]),
+        # root mounts a SIF's squashfs partition with the kernel (loop device), no FUSE in between
+        "apptainer SIF (kernel squashfs, as root)": ("root", [*apptainer, SIF, *command]),
+        "charliecloud directory (as the user)": (
+            None,
+            ["ch-run", "--set-env", f"--bind={SHARED}", DIR, "--", *command],
+        ),
+        "none (host python3)": (None, command),
     }
 
 
@@ -45,19 +54,24 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=10)
     parser.add_argument("--user", default="alice")
     args = parser.parse_args()
-    workloads = {"true": ["true"], "import snakemake": ["python3", "-c", "import snakemake"]}
+    workloads = {
+        "true": ["true"],
+        "import snakemake": ["python3", "-c", "import snakemake"],
+        # what a step's `python3 -m snakemake` loads before it reads the workflow
+        "import snakemake.cli": ["python3", "-c", "import snakemake.cli"],
+    }
     results: dict[str, dict[str, dict[str, float]]] = {}
     load = round(os.getloadavg()[0], 2)
     for name, command in workloads.items():
         argvs = runtimes(command)
-        if name == "import snakemake":
+        if name != "true":
             argvs.pop("none (host python3)")  # the host has no snakemake of the image's
-        for argv in argvs.values():
-            timed(argv, args.user)  # warm the page cache once
+        for who, argv in argvs.values():
+            timed(argv, who or args.user)  # warm the page cache once
         samples: dict[str, list[float]] = {k: [] for k in argvs}
         for _ in range(args.samples):
-            for runtime, argv in argvs.items():
-                samples[runtime].append(timed(argv, args.user))
+            for runtime, (who, argv) in argvs.items():
+                samples[runtime].append(timed(argv, who or args.user))
         results[name] = {
             runtime: {
                 "median_s": round(statistics.median(s), 3),

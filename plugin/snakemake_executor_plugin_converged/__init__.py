@@ -28,6 +28,7 @@ from converged_bridge.errors import BackendError
 from converged_bridge.routing import Preference, SiteWeights, StepRequest, route_batch
 from converged_bridge.schedule import build_machine
 from converged_bridge.wire import CONTROLLER_LABEL, EMBEDDED, GROUP_LABEL
+from snakemake_executor_plugin_converged.command import build_job_args
 from snakemake_executor_plugin_converged.groups import (
     AllocationBook,
     AllocationPlan,
@@ -55,6 +56,7 @@ from snakemake_executor_plugin_converged.settings import ExecutorSettings
 __all__ = ["Executor", "ExecutorSettings", "common_settings"]  # what snakemake reads of a plugin
 from snakemake_executor_plugin_converged.site import merge_site_defaults
 from snakemake_executor_plugin_converged.status import State, map_step_outcome
+from snakemake_executor_plugin_converged.upfront import is_pending, read_upfront_resources
 
 # One storage model for both backends: a shared filesystem, mounted at the same path on the Slurm
 # nodes and (hostPath or a PVC) in the Kubernetes pods. Jobs run in the workflow directory, sources
@@ -179,6 +181,7 @@ class Executor(RemoteExecutor):
 
     # --- per job ---
     def _resources(self, job: Any, rule: str) -> StepResources:
+        """The job's resources as snakemake evaluates them now, just before it runs (all known)."""
         return self.parse_resources(rule, job_resources(job), threads=job_threads(job))
 
     def _request(self, job: Any, rule: str, resources: StepResources) -> StepRequest:
@@ -186,6 +189,14 @@ class Executor(RemoteExecutor):
         request = resources.request(rule, self.namespace, self.settings.slurm_cluster)
         images = tuple(url for url, _ in job_rule_images(job, self.working_dir))
         return dataclasses.replace(request, rule_images=images) if images else request
+
+    def _planned_resources(self, job: Any, rule: str) -> StepResources:
+        """The job's resources as far as the plan may know them, calling none of the workflow's functions."""
+        found = read_upfront_resources(job)
+        threads = found.get("_cores")
+        return self.parse_resources.planned(
+            rule, found, threads=threads if isinstance(threads, int) and not is_pending(threads) else None
+        )
 
     def _plan_entries(self) -> tuple[list[PlanEntry], int]:
         """Every job of the DAG routed, level by level: each level as one burst on the snapshot (its
@@ -197,7 +208,7 @@ class Executor(RemoteExecutor):
             parsed = []
             for job in jobs:
                 ident = identify_job(job)
-                resources = self._resources(job, ident.rule)
+                resources = self._planned_resources(job, ident.rule)
                 parsed.append((ident, resources, self._request(job, ident.rule, resources)))
             decisions = route_batch([request for _, _, request in parsed], capacity, self.weights)
             for (ident, resources, _), decision in zip(parsed, decisions, strict=True):
@@ -284,6 +295,9 @@ class Executor(RemoteExecutor):
 
     def get_python_executable(self) -> str:
         return self._python or super().get_python_executable()
+
+    def get_job_args(self, job: JobExecutorInterface) -> str:
+        return " ".join([super().get_job_args(job), *build_job_args(job.is_group())])
 
     def run_job(self, job: JobExecutorInterface) -> None:
         ident = identify_job(job)

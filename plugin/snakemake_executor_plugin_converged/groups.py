@@ -5,10 +5,11 @@ session).
 A plan group (consecutive steps of one shape on one target, `converged_bridge.schedule.groups`) gets an
 allocation when at least two of its steps opt in (`--converged-group-allocations`, or the rule's
 `converged_group=yes`; `converged_group=no` opts a rule out) and can run in a slot: single-task Job
-steps (no MPI, no operator object), not part of one of snakemake's own group jobs (which run as one step
-already). Its steps then run where the plan routed the group, in that allocation. It is created when its
-first step is ready, and closed once its last step was handed to it: no ready or upcoming step remains.
-A step of a closed allocation (a retry, a job the plan did not know) runs alone.
+steps (no MPI, no operator object) whose resources the plan knows (a slot is sized upfront), not part
+of one of snakemake's own group jobs (which run as one step already). Its steps then run where the plan
+routed the group, in that allocation. It is created when its first step is ready, and closed once its
+last step was handed to it: no ready or upcoming step remains. A step of a closed allocation (a retry,
+a job the plan did not know) runs alone.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def groupable(entry: PlanEntry) -> bool:
     """A step that can run in one slot of an allocation."""
     d, r = entry.decision, entry.resources
     one = r.shape.nodes == 1 and r.shape.tasks == 1 and not r.mpi
-    return d.backend is not None and d.operator == Operator.JOB and one
+    return d.backend is not None and d.operator == Operator.JOB and one and not r.pending
 
 
 def plan_run_allocations(

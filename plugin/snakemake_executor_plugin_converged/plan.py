@@ -122,6 +122,17 @@ def render_estimate_notes(ordered: Sequence[PlanEntry], plan: PlanSchedule) -> l
             f"for {len(plan.assumed_runtime)} jobs "
             f"(rules {', '.join(rules)}; declare runtime=MINUTES per rule, or --default-resources runtime=M)"
         )
+    pending: dict[str, set[str]] = {}
+    for e in ordered:
+        if e.resources.pending:
+            pending.setdefault(e.rule, set()).update(e.resources.pending)
+    if pending:
+        count = sum(1 for e in ordered if e.resources.pending)
+        named = "; ".join(f"{rule}: {', '.join(sorted(names))}" for rule, names in sorted(pending.items()))
+        lines.append(
+            f"not known yet for {count} jobs, evaluated when each is submitted (a function of the workflow, "
+            f"or of an input that does not exist yet); routed and estimated without them: {named}"
+        )
     oversized = sorted({by_id[j].decision.target for j in plan.schedule.oversized if j in by_id})
     if oversized:
         lines.append(f"bigger than the whole target, simulated alone on it: jobs on {', '.join(oversized)}")

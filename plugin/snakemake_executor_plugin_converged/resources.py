@@ -1,13 +1,16 @@
 """Per-rule resources the converged executor understands, parsed and checked. Pure.
 
 A malformed or unknown value fails with a WorkflowError that names the rule, the resource and the
-value, before anything is submitted. Resource names starting with `converged_` or `slurm_` that are
-not listed here are refused too (a typo must not silently drop intent); other names are Snakemake's
-own or the workflow's, and are ignored.
+value: before anything is submitted for what the plan knows, when the job is submitted for what is known
+only then (a value snakemake gives as `<TBD>` while the job's input does not exist yet, or a function
+of the workflow, which the plan does not call: see `upfront`). Resource names starting with
+`converged_` or `slurm_` that are not listed here are refused too (a typo must not silently drop
+intent); other names are Snakemake's own or the workflow's, and are ignored.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import re
@@ -26,6 +29,7 @@ from converged_bridge.api.workflowstep import (
     Resources,
 )
 from converged_bridge.routing import Preference, StepRequest
+from snakemake_executor_plugin_converged.upfront import is_pending
 
 KNOWN = frozenset(
     {
@@ -75,6 +79,9 @@ class StepResources:
     qos: str | None = None
     mpi: bool = False
     group: bool | None = None  # converged_group: run in the group's allocation (None: as the run says)
+    # resources the plan does not know yet (`threads` among them): known when the job is submitted, the
+    # plan routes and estimates without them
+    pending: tuple[str, ...] = ()
 
     def request(self, rule: str, namespace: str, slurm_cluster: str | None) -> StepRequest:
         return StepRequest(
@@ -108,6 +115,8 @@ class StepResources:
         image = self.image_for(backend) if backend else self.image
         if image:
             parts.append(f"image {image}")
+        if self.pending:
+            parts.append(f"{', '.join(self.pending)} not known yet")
         return ", ".join(parts)
 
 
@@ -129,6 +138,14 @@ def parse_job_resources(
 
     def fail(name: str, problem: str) -> WorkflowError:
         return WorkflowError(f"rule {rule}: resource {name}={resources.get(name)!r}: {problem}")
+
+    unknown = sorted(name for name in KNOWN if is_pending(resources.get(name)))
+    if unknown:
+        raise fail(
+            unknown[0],
+            "still not known when its job is submitted (snakemake gives <TBD> for a value it cannot "
+            "evaluate yet, such as a function of an input file that does not exist)",
+        )
 
     def integer(name: str, minimum: int) -> int | None:
         value = resources.get(name)
@@ -228,6 +245,20 @@ def parse_job_resources(
     )
 
 
+def parse_planned_resources(
+    rule: str, resources: Mapping[str, Any], *, threads: int | None, **defaults: Any
+) -> StepResources:
+    """The converged resources of one job of `rule` as far as the plan knows them: values not known yet
+    (`<TBD>`, threads None) are left out and listed in `pending`; the rest is checked as at submission."""
+    unknown = {name for name in KNOWN if is_pending(resources.get(name))}
+    if "mem_mb" in unknown:
+        unknown.discard("mem_mib")  # the same value, in MiB
+    known = {name: value for name, value in resources.items() if not is_pending(value)}
+    parsed = parse_job_resources(rule, known, threads=threads or 1, **defaults)
+    pending = sorted(unknown) + (["threads"] if threads is None else [])
+    return dataclasses.replace(parsed, pending=tuple(pending)) if pending else parsed
+
+
 def _parse_flag(value: Any, name: str, fail: Any) -> bool | None:
     """yes/no, true/false, 1/0 (or a bool); None when not given."""
     if value is None or isinstance(value, bool):
@@ -257,9 +288,10 @@ def _parse_mpi(value: Any, fail: Any) -> bool:
 
 
 class ResourceParser:
-    """`parse_job_resources` with the run's defaults, once per distinct (rule, threads, resources): the
-    jobs of a rule mostly share their resources, so a DAG of 10,000 jobs parses a handful of times.
-    Values that cannot be hashed are parsed every time; a bad value raises for every job that has it."""
+    """`parse_job_resources` (a job being submitted) and `parse_planned_resources` (`planned`: a job of
+    the plan) with the run's defaults, once per distinct (rule, threads, resources): the jobs of a rule
+    mostly share their resources, so a DAG of 10,000 jobs parses a handful of times. Values that cannot
+    be hashed are parsed every time; a bad value raises for every job that has it."""
 
     def __init__(
         self,
@@ -276,14 +308,30 @@ class ResourceParser:
             default_slurm_image=default_slurm_image,
             default_local_queue=default_local_queue,
         )
+        self._plan = functools.partial(
+            parse_planned_resources,
+            default_backend=default_backend,
+            default_image=default_image,
+            default_slurm_image=default_slurm_image,
+            default_local_queue=default_local_queue,
+        )
         self._parsed: dict[Any, StepResources] = {}
 
     def __call__(self, rule: str, resources: Mapping[str, Any], *, threads: int) -> StepResources:
+        return self._cached(self._parse, rule, resources, threads)
+
+    def planned(self, rule: str, resources: Mapping[str, Any], *, threads: int | None) -> StepResources:
+        return self._cached(self._plan, rule, resources, threads)
+
+    def _cached(
+        self, parse: Any, rule: str, resources: Mapping[str, Any], threads: int | None
+    ) -> StepResources:
         try:
-            key = (rule, threads, frozenset(resources.items()))
+            key = (parse is self._plan, rule, threads, frozenset(resources.items()))
             found = self._parsed.get(key)
         except TypeError:  # an unhashable value (a list, say): parse it as it is
-            return self._parse(rule, resources, threads=threads)
+            result: StepResources = parse(rule, resources, threads=threads)
+            return result
         if found is None:
-            found = self._parsed[key] = self._parse(rule, resources, threads=threads)
+            found = self._parsed[key] = parse(rule, resources, threads=threads)
         return found

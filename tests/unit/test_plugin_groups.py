@@ -3,6 +3,7 @@ and how long, its manifest, the run's book of them; and the seed's example plann
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, cast
 
 import pytest
@@ -81,6 +82,13 @@ def test_a_group_of_opted_in_steps_gets_one_allocation_of_its_concurrency() -> N
     assert planned(fan, max_running=2) == [("sm-1-g1", 6, 2, 13)]
     assert planned(fan, excluded=frozenset(range(2, 7))) == []  # one left: it runs alone
     assert planned(fan, time_limits={"hpc/cpu": 10}) == [("sm-1-g1", 6, 4, 10)]
+
+
+def test_steps_whose_resources_are_not_known_yet_run_alone() -> None:
+    fan = [entry(j, 0) for j in range(1, 4)]
+    unknown = [replace(e, resources=replace(e.resources, pending=("mem_mb",))) for e in fan[1:]]
+    assert planned([fan[0], *unknown]) == []  # a slot is sized upfront: one known step left
+    assert planned([*fan, *(replace(u, jobid=u.jobid + 10) for u in unknown)]) == [("sm-1-g1", 3, 3, 7)]
 
 
 def test_the_manifest_is_a_valid_step_allocation_with_the_runs_labels() -> None:

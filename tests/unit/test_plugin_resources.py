@@ -9,7 +9,11 @@ from snakemake_interface_common.exceptions import WorkflowError
 
 from converged_bridge.api.workflowstep import Backend, Operator
 from converged_bridge.routing import Preference
-from snakemake_executor_plugin_converged.resources import ResourceParser, parse_job_resources
+from snakemake_executor_plugin_converged.resources import (
+    ResourceParser,
+    parse_job_resources,
+    parse_planned_resources,
+)
 
 
 def parse(resources: dict[str, Any], threads: int = 1, **kw: Any) -> Any:
@@ -183,3 +187,30 @@ def test_the_run_parser_parses_each_distinct_job_once_and_still_refuses_bad_valu
             parse("align", {"gpu": "x"}, threads=1)
     listed = parse("align", {"mem_mb": 1000, "converged_image": "docker://x", "tags": ["a"]}, threads=1)
     assert listed.image_for(Backend.KUEUE) == "docker://x"  # unhashable value: parsed as it is
+
+
+def test_the_plan_leaves_out_what_is_not_known_yet_and_lists_it() -> None:
+    tbd = "<TBD>"  # snakemake's TBDString prints and compares as this
+    r = parse_planned_resources(
+        "align",
+        {"mem_mb": tbd, "mem_mib": tbd, "mem": tbd, "converged_backend": tbd, "runtime": 5, "gpu": 1},
+        threads=None,
+    )
+    assert r.pending == ("converged_backend", "mem_mb", "threads")
+    assert (r.shape.cpus, r.shape.mem_mib, r.shape.gpus, r.shape.runtime_minutes) == (1, None, 1, 5)
+    assert r.preference == Preference.AUTO
+    assert r.describe() == "1 cpu, 1 gpu, converged_backend, mem_mb, threads not known yet"
+    known = parse_planned_resources("align", {"mem_mb": 1000}, threads=2)
+    assert known.pending == () and known == parse({"mem_mb": 1000}, threads=2)
+    with pytest.raises(WorkflowError, match="rule align: resource gpu='x'"):  # known values still checked
+        parse_planned_resources("align", {"gpu": "x", "mem_mb": tbd}, threads=1)
+
+
+def test_a_value_still_not_known_when_the_job_is_submitted_fails_naming_the_rule() -> None:
+    with pytest.raises(WorkflowError) as info:
+        parse({"mem_mb": "<TBD>", "mem_mib": "<TBD>", "runtime": 5})
+    assert str(info.value).startswith("rule align: resource mem_mb='<TBD>': still not known when its job")
+    parser = ResourceParser()
+    assert parser.planned("align", {"mem_mb": "<TBD>"}, threads=1).pending == ("mem_mb",)
+    with pytest.raises(WorkflowError, match="rule align: resource mem_mb='<TBD>'"):
+        parser("align", {"mem_mb": "<TBD>"}, threads=1)  # the same values, now at submission
