@@ -30,6 +30,7 @@ from converged_bridge.api.workflowstep import Backend, WorkflowStep
 from converged_bridge.backends.base import BackendUnit
 from converged_bridge.backends.slurm.unit import SlurmBackend, TransportFactory
 from converged_bridge.controller.allocations import AllocationDriver
+from converged_bridge.controller.echoes import AwaitedEchoes
 from converged_bridge.controller.recording import EventSink, emit_intent_event, refuse_invalid
 from converged_bridge.controller.settings import ControllerSettings, build_units
 from converged_bridge.controller.watch import watch_steps
@@ -84,6 +85,7 @@ class Controller:
         self.steps: dict[str, dict[str, Any]] = {}  # uid -> latest object seen
         self._parsed: dict[str, tuple[str, WorkflowStep]] = {}  # uid -> (resourceVersion, model)
         self._status_written: dict[str, datetime] = {}  # uid -> our last status write (or first sight)
+        self._echoes = AwaitedEchoes()  # our writes whose versions the watch has not brought back yet
         self._events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._stop = threading.Event()
         self._synced = threading.Event()
@@ -186,6 +188,7 @@ class Controller:
             return
         if kind == "SYNC":
             self.steps = {o["metadata"]["uid"]: o for o in obj}
+            self._echoes.clear()
             self._synced.set()
             return
         uid = obj["metadata"]["uid"]
@@ -193,10 +196,11 @@ class Controller:
             self.steps.pop(uid, None)
             self._parsed.pop(uid, None)
             self._status_written.pop(uid, None)
+            self._echoes.forget(uid)
             for unit in self.units.values():
                 unit.forget(uid)
             return
-        if _older(obj, self.steps.get(uid)):
+        if self._echoes.is_stale(uid, obj):
             return  # from before our own write's answer: deciding on it would write the past again
         self.steps[uid] = obj
         self._reconcile(uid)
@@ -327,15 +331,17 @@ class Controller:
             try:
                 if isinstance(intent, AddFinalizer):
                     fins = [*meta.get("finalizers", []), FINALIZER]
-                    self.steps[uid] = self.api.patch_step_finalizers(
-                        ns, name, fins, meta.get("resourceVersion")
-                    )
+                    answer = self.api.patch_step_finalizers(ns, name, fins, meta.get("resourceVersion"))
+                    self._echoes.wrote(uid, meta.get("resourceVersion"), answer)
+                    self.steps[uid] = answer
                 elif isinstance(intent, RemoveFinalizer):
                     fins = [f for f in meta.get("finalizers", []) if f != FINALIZER]
                     self.api.patch_step_finalizers(ns, name, fins, meta.get("resourceVersion"))
                 elif isinstance(intent, WriteStatus):
                     status = build_status_patch(obj.get("status") or {}, intent.status)
-                    self.steps[uid] = self.api.patch_step_status(ns, name, status)
+                    answer = self.api.patch_step_status(ns, name, status)
+                    self._echoes.wrote(uid, meta.get("resourceVersion"), answer)
+                    self.steps[uid] = answer
                     self._status_written[uid] = self._clock()
                     if intent.status.phase in TERMINAL_PHASES:
                         self._finished(uid, obj)
@@ -373,18 +379,3 @@ class Controller:
 
     def _refuse_invalid(self, obj: dict[str, Any], error: ValidationError) -> None:
         refuse_invalid(obj, error, self.api.patch_step_status, self.events, self._clock)
-
-
-def _older(obj: dict[str, Any], held: dict[str, Any] | None) -> bool:
-    """`obj`, from the watch, is an older version of the step than `held`, the answer to our own write.
-
-    The watch delivers a step's versions in order, but behind the loop's own writes. Only integer
-    resourceVersions (etcd revisions, as kube-apiserver writes them) are compared; any other counts
-    as new, as before.
-    """
-    if held is None:
-        return False
-    try:
-        return int(obj["metadata"]["resourceVersion"]) < int(held["metadata"]["resourceVersion"])
-    except (KeyError, TypeError, ValueError):
-        return False
