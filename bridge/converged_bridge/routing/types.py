@@ -127,7 +127,8 @@ class SiteWeights:
 
 @dataclass(frozen=True)
 class RouteDecision:
-    """Where the step goes and why. `backend` is None exactly when the decision is a refusal."""
+    """Where the step goes and why. `backend` is None exactly when the decision is a refusal; the
+    fields a backend fills are its own (its rules build the decision)."""
 
     backend: Backend | None
     decision: Decision
@@ -137,12 +138,4 @@ class RouteDecision:
     slurm_partition: str | None = None
     local_queue: str | None = None
     expected_wait_seconds: float | None = None
-
-    @property
-    def target(self) -> str:
-        """`cluster/partition` on Slurm, `namespace/localqueue` on Kueue, `-` for a refusal."""
-        if self.backend == Backend.SLURM:
-            return f"{self.slurm_cluster}/{self.slurm_partition or '(default)'}"
-        if self.backend == Backend.KUEUE:
-            return self.local_queue or "-"
-        return "-"
+    target: str = "-"  # `cluster/partition` on Slurm, `namespace/localqueue` on Kueue, `-` for a refusal
