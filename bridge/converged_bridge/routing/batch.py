@@ -16,7 +16,7 @@ from collections.abc import Hashable, Sequence
 from typing import Any
 
 from converged_bridge.routing.candidates import Candidate
-from converged_bridge.routing.registry import STANDARD_RULES, RuleBook
+from converged_bridge.routing.registry import STANDARD_RULES, RuleBook, UnknownBackend
 from converged_bridge.routing.route import choose, find_candidates
 from converged_bridge.routing.types import CapacityView, RouteDecision, SiteWeights, StepRequest
 
@@ -69,7 +69,7 @@ class _Batch:
         self.capacity = capacity
         self.weights = weights
         self.rules = rules
-        self.ledgers = {str(r.backend): r.ledger(capacity, weights) for r in rules}
+        self.ledgers = {r.backend: r.ledger(capacity, weights) for r in rules}
         self.versions: dict[Hashable, int] = {}
 
     def view(self) -> CapacityView:
@@ -84,13 +84,15 @@ class _Batch:
     def place(self, request: StepRequest, decision: RouteDecision) -> None:
         if decision.backend is None or decision.expected_wait_seconds is None:
             return  # refused, or capacity unknown: nothing to charge
-        self.rules.rules_for(decision.backend)  # an unknown backend is an error, not another's ledger
-        target = decision.backend, self.ledgers[str(decision.backend)].place(request, decision)
+        ledger = self.ledgers.get(decision.backend)
+        if ledger is None:  # an unknown backend is an error, never another backend's ledger
+            raise UnknownBackend(decision.backend, self.rules.names())
+        target = decision.backend, ledger.place(request, decision)
         self.versions[target] = self.versions.get(target, 0) + 1
 
     def refresh(self, request: StepRequest, candidate: Candidate) -> Candidate:
         """`candidate` with its wait and view as the charges so far left them."""
-        return self.ledgers[str(candidate[1])].refresh(request, candidate)
+        return self.ledgers[candidate[1]].refresh(request, candidate)
 
 
 class _Shape:
@@ -101,9 +103,8 @@ class _Shape:
     def __init__(self, request: StepRequest, batch: _Batch) -> None:
         self.request = request
         candidates, self.refusals = find_candidates(request, batch.view(), batch.weights, batch.rules)
-        self.heap = [
-            (c[0], batch.versions.get(batch.target_of(c), 0), i, c) for i, c in enumerate(candidates)
-        ]
+        self.targets = [batch.target_of(c) for c in candidates]  # a candidate's target never changes
+        self.heap = [(c[0], batch.versions.get(self.targets[i], 0), i, c) for i, c in enumerate(candidates)]
         heapq.heapify(self.heap)
         self.refused = None if candidates else choose(request, [], self.refusals, batch.weights, batch.rules)
         self.decisions: dict[tuple[Any, float | None], RouteDecision] = {}  # (target, wait) ->
@@ -114,7 +115,7 @@ class _Shape:
         heap = self.heap
         while True:
             _, version, i, candidate = heap[0]
-            target = batch.target_of(candidate)
+            target = self.targets[i]
             now = batch.versions.get(target, 0)
             if version == now:
                 break

@@ -110,7 +110,7 @@ class RuleBook:
 
     def __init__(self, rules: Sequence[BackendRules]) -> None:
         self._rules = tuple(rules)
-        self._by_name = {str(r.backend): r for r in self._rules}
+        self._by_name: dict[str, BackendRules] = {str(r.backend): r for r in self._rules}
         if len(self._by_name) != len(self._rules):
             raise ValueError("a backend is registered twice")
 
@@ -123,7 +123,7 @@ class RuleBook:
     def rules_for(self, backend: Backend | str) -> BackendRules:
         """The rules of `backend`; `UnknownBackend` when none is registered."""
         try:
-            return self._by_name[str(backend)]
+            return self._by_name[backend]  # a Backend is its name (a str enum): no conversion
         except KeyError:
             raise UnknownBackend(backend, self._by_name) from None
 
