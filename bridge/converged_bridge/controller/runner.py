@@ -28,11 +28,12 @@ from pydantic import ValidationError
 
 from converged_bridge.api.workflowstep import Backend, WorkflowStep
 from converged_bridge.backends.base import BackendUnit
-from converged_bridge.backends.slurm.unit import SlurmBackend, TransportFactory
+from converged_bridge.backends.slurm.unit import TransportFactory
 from converged_bridge.controller.allocations import AllocationDriver
 from converged_bridge.controller.echoes import AwaitedEchoes
 from converged_bridge.controller.recording import EventSink, emit_intent_event, refuse_invalid
-from converged_bridge.controller.settings import ControllerSettings, build_units
+from converged_bridge.controller.settings import ControllerSettings
+from converged_bridge.controller.units import UnitContext, build_units
 from converged_bridge.controller.watch import watch_steps
 from converged_bridge.errors import BackendError
 from converged_bridge.kube.allocations import StepAllocations
@@ -57,6 +58,7 @@ from converged_bridge.reconcile.status import (
     is_settled,
     plan_ends_step,
 )
+from converged_bridge.routing import UnknownBackend
 from converged_bridge.slurm.connect import build_transport
 from converged_bridge.timing import Monotonic, WallClock, due, monotonic, utc_now
 from converged_bridge.wire import CONTROLLER_FIELD_MANAGER, FINALIZER
@@ -86,6 +88,7 @@ class Controller:
         self._parsed: dict[str, tuple[str, WorkflowStep]] = {}  # uid -> (resourceVersion, model)
         self._status_written: dict[str, datetime] = {}  # uid -> our last status write (or first sight)
         self._echoes = AwaitedEchoes()  # our writes whose versions the watch has not brought back yet
+        self._unserved: set[str] = set()  # uids of steps whose backend has no unit here (told once)
         self._events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._stop = threading.Event()
         self._synced = threading.Event()
@@ -120,7 +123,7 @@ class Controller:
         """A controller on one Kubernetes client, with every backend unit."""
         settings = settings or ControllerSettings()
         objects = KubeObjects(core)
-        units = build_units(objects, settings, clock, monotonic_clock, transport_factory)
+        units = build_units(UnitContext(objects, settings, clock, monotonic_clock, transport_factory))
         events = EventRecorder(objects, CONTROLLER_FIELD_MANAGER, clock=clock)
         return cls(
             WorkflowSteps(objects),
@@ -176,11 +179,16 @@ class Controller:
         except Exception:
             log.exception("controller cycle failed; continuing")
 
-    @property
-    def slurm_queries(self) -> int:
-        """Slurm job listings made so far (for benchmarks and tests)."""
-        unit = self.units.get(Backend.SLURM)
-        return unit.queries if isinstance(unit, SlurmBackend) else 0
+    def unit(self, backend: Backend) -> BackendUnit:
+        """The unit of `backend`; `UnknownBackend`, naming the registered ones, when there is none."""
+        try:
+            return self.units[backend]
+        except KeyError:
+            raise UnknownBackend(backend, self.units) from None
+
+    def queries(self, backend: Backend) -> int:
+        """The listings `backend`'s unit made so far (for benchmarks and tests)."""
+        return self.unit(backend).queries
 
     # --- what the watch brings ---
     def on_event(self, kind: str, obj: Any) -> None:
@@ -197,6 +205,7 @@ class Controller:
             self._parsed.pop(uid, None)
             self._status_written.pop(uid, None)
             self._echoes.forget(uid)
+            self._unserved.discard(uid)
             for unit in self.units.values():
                 unit.forget(uid)
             return
@@ -226,7 +235,9 @@ class Controller:
             active.setdefault(step.spec.backend, []).append(step)
         allocations = self.allocations.poll(self.steps)
         for backend in sorted(active.keys() | allocations.keys()):
-            self.units[backend].observe(active.get(backend, []), allocations.get(backend, []))
+            unit = self.units.get(backend)
+            if unit is not None:  # steps of a backend without a unit: _decide says so
+                unit.observe(active.get(backend, []), allocations.get(backend, []))
         plans: list[tuple[str, list[Intent]]] = []
         for uid, obj in list(self.steps.items()):
             if is_settled(obj):
@@ -308,7 +319,13 @@ class Controller:
         except ValidationError as e:
             self._refuse_invalid(obj, e)
             return None
-        unit = self.units[step.spec.backend]
+        try:
+            unit = self.unit(step.spec.backend)
+        except UnknownBackend as e:
+            if uid not in self._unserved:
+                self._unserved.add(uid)
+                log.warning("step %s/%s is left alone: %s", step.metadata.namespace, step.metadata.name, e)
+            return None
         now = self._clock()
         timing = StatusTiming(
             now=now,
@@ -349,7 +366,7 @@ class Controller:
                     self._emit(obj, intent)
                 elif isinstance(intent, BackendIntent):
                     step = self._model(uid, obj)
-                    done = self.units[step.spec.backend].execute(step, intent)
+                    done = self.unit(step.spec.backend).execute(step, intent)
                     if done.then:
                         self.apply_intents(uid, done.then)
                         return
@@ -372,7 +389,7 @@ class Controller:
             step = self._model(uid, obj)
         except ValidationError:
             return
-        self.units[step.spec.backend].finished(step)
+        self.unit(step.spec.backend).finished(step)
 
     def _emit(self, obj: dict[str, Any], intent: Emit) -> None:
         emit_intent_event(self.events, obj, intent)

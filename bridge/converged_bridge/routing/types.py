@@ -12,6 +12,7 @@ from converged_bridge.api.workflowstep import Backend, Operator, Resources
 
 MPI_OPERATORS = frozenset({Operator.MPIJOB, Operator.MINICLUSTER})
 _EMPTY: Mapping[str, int] = MappingProxyType({})
+_NO_OTHERS: Mapping[str, object] = MappingProxyType({})
 
 
 class Preference(StrEnum):
@@ -112,6 +113,8 @@ class CapacityView:
     slurm: tuple[SlurmClusterView, ...] = ()
     kueue: tuple[KueueQueueView, ...] = ()
     operators: frozenset[Operator] = frozenset({Operator.JOB})  # installed on the Kubernetes side
+    # further registered backends' capacity, by backend name, in whatever form their rules read it
+    others: Mapping[str, object] = field(default_factory=lambda: _NO_OTHERS)
 
 
 @dataclass(frozen=True)
