@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from typing import cast
 
 import pytest
@@ -28,9 +29,18 @@ from converged_bridge.routing import (
 from converged_bridge.routing.candidates import Candidate, Refusal
 from converged_bridge.routing.pools import Need, Pool, Slot
 from converged_bridge.schedule import SimStep, build_machine, build_need, simulate_schedule
+from snakemake_executor_plugin_converged.plan import PlanEntry
+from snakemake_executor_plugin_converged.resources import StepResources
+from snakemake_executor_plugin_converged.schedule import plan_schedule
 
-# A wire name no enum of ours holds: the router must carry it as it is, never branch on it.
-CONDOR = cast(Backend, "condor")
+
+class ThirdBackend(StrEnum):
+    """A backend name the API's enum does not hold (a real third backend adds its value there)."""
+
+    CONDOR = "condor"
+
+
+CONDOR = cast(Backend, ThirdBackend.CONDOR)
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,9 @@ class CondorRules:
     def wait(request: StepRequest, pool: CondorPoolView, weights: SiteWeights) -> float:
         fits = request.shape.cpus <= pool.cpus_idle and pool.pending == 0
         return 0.0 if fits else (pool.pending + 1) * weights.mean_runtime_seconds
+
+    def startup_seconds(self, weights: SiteWeights) -> float:
+        return 1.0
 
     def names_target(self, request: StepRequest) -> bool:
         return False
@@ -197,6 +210,16 @@ def test_the_plan_simulates_the_third_backend_s_pool() -> None:
     steps = [SimStep(job_id=i, target="condor/main", need=need, runtime_seconds=60) for i in range(3)]
     schedule = simulate_schedule(steps, machine)
     assert sorted(e.start for e in schedule.estimates.values()) == [0, 0, 60]  # 4 CPUs hold two at once
+
+
+def test_the_plugin_s_plan_runs_the_third_backend_s_steps_with_its_start_up() -> None:
+    to_condor = route(request(cpus=2), SNAPSHOT, W, WITH_CONDOR)
+    shape = Resources(cpus=2, runtime_minutes=1)
+    entries = [PlanEntry(0, i, "r", "", StepResources(shape=shape), to_condor) for i in range(3)]
+    plan = plan_schedule(entries, {}, SNAPSHOT, W, rules=WITH_CONDOR)
+    estimates = sorted((e.start, e.end) for e in plan.schedule.estimates.values())
+    assert estimates == [(1.0, 61.0), (1.0, 61.0), (62.0, 122.0)]  # 1 s to start, two at once
+    assert plan.schedule.unlimited == () and plan.schedule.oversized == ()
 
 
 def test_a_backend_no_one_registered_is_an_error_naming_the_registered_ones() -> None:

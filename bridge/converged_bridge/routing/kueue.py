@@ -35,6 +35,9 @@ class KueueRules:
     ) -> None:
         kueue_candidates(request, capacity, weights, out, refusals)
 
+    def startup_seconds(self, weights: SiteWeights) -> float:
+        return weights.kueue_startup_seconds
+
     def names_target(self, request: StepRequest) -> bool:
         return False  # a LocalQueue is a setting's default as often as the step's own choice
 

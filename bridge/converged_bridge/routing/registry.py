@@ -71,6 +71,9 @@ class BackendRules(Protocol):
         """Append the targets that can ever run `request` to `out` (sort key: weighted wait first), and
         the reason of each that cannot to `refusals`."""
 
+    def startup_seconds(self, weights: SiteWeights) -> float:
+        """From submission to running on an idle target (the plan's simulated start-up)."""
+
     def names_target(self, request: StepRequest) -> bool:
         """`request` names one of this backend's targets itself (the decision is then Explicit)."""
 

@@ -41,6 +41,9 @@ class SlurmRules:
     ) -> None:
         slurm_candidates(request, capacity, weights, out, refusals)
 
+    def startup_seconds(self, weights: SiteWeights) -> float:
+        return weights.slurm_startup_seconds
+
     def names_target(self, request: StepRequest) -> bool:
         return bool(request.slurm_partition)
 
