@@ -8,8 +8,11 @@ StepAllocations, Events and the backend unit are our edges: recording fakes stan
 from __future__ import annotations
 
 import copy
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
+
+import pytest
 
 from converged_bridge.api.stepallocation import StepAllocation, StepAllocationStatus
 from converged_bridge.api.workflowstep import Backend, Phase
@@ -211,3 +214,26 @@ def test_a_refused_write_ends_the_plan_and_a_gone_allocation_is_dropped() -> Non
     assert [w[0] for w in api.writes] == ["status"] and ALLOC_UID not in driver.objects
     driver.apply(ALLOC_UID, plan)  # gone: nothing more is tried
     assert [w[0] for w in api.writes] == ["status"]
+
+
+def test_an_allocation_of_a_backend_without_a_unit_is_left_alone_and_said_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    api = RecordingAllocations(allocation(backend="kueue").to_manifest())
+    driver = AllocationDriver(
+        cast(StepAllocations, api),
+        RecordingEvents(api.writes),
+        {Backend.SLURM: cast(BackendUnit, RecordingUnit(api.writes, DONE))},
+        namespace=None,
+        label_selector="",
+        pending_reason_refresh=30.0,
+        clock=ManualClock(wall=T0).wall,
+    )
+    with caplog.at_level(logging.WARNING, logger="converged.controller.allocations"):
+        for _ in range(2):
+            assert set(driver.poll({})) == {Backend.KUEUE}
+            driver.reconcile({}, lambda apply: apply())
+    assert api.writes == []  # no finalizer, no status: nothing sent down another backend's unit
+    assert [r.getMessage() for r in caplog.records] == [
+        "allocation team-a/sm-1-g1 is left alone: no backend 'kueue' is registered (registered: slurm)"
+    ]
