@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -28,12 +29,11 @@ from pydantic import ValidationError
 
 from converged_bridge.api.workflowstep import Backend, WorkflowStep
 from converged_bridge.backends.base import BackendUnit
-from converged_bridge.backends.slurm.unit import TransportFactory
 from converged_bridge.controller.allocations import AllocationDriver
 from converged_bridge.controller.echoes import AwaitedEchoes
 from converged_bridge.controller.recording import EventSink, emit_intent_event, refuse_invalid
 from converged_bridge.controller.settings import ControllerSettings
-from converged_bridge.controller.units import UnitContext, build_units
+from converged_bridge.controller.units import TransportFactory, UnitContext, build_units
 from converged_bridge.controller.watch import watch_steps
 from converged_bridge.errors import BackendError
 from converged_bridge.kube.allocations import StepAllocations
@@ -59,7 +59,6 @@ from converged_bridge.reconcile.status import (
     plan_ends_step,
 )
 from converged_bridge.routing import UnknownBackend
-from converged_bridge.slurm.connect import build_transport
 from converged_bridge.timing import Monotonic, WallClock, due, monotonic, utc_now
 from converged_bridge.wire import CONTROLLER_FIELD_MANAGER, FINALIZER
 
@@ -118,12 +117,15 @@ class Controller:
         *,
         clock: WallClock = utc_now,
         monotonic_clock: Monotonic = monotonic,
-        transport_factory: TransportFactory = build_transport,
+        transport_factory: TransportFactory | None = None,
     ) -> Controller:
         """A controller on one Kubernetes client, with every backend unit."""
         settings = settings or ControllerSettings()
         objects = KubeObjects(core)
-        units = build_units(UnitContext(objects, settings, clock, monotonic_clock, transport_factory))
+        context = UnitContext(objects, settings, clock, monotonic_clock)
+        units = build_units(
+            replace(context, transport_factory=transport_factory) if transport_factory else context
+        )
         events = EventRecorder(objects, CONTROLLER_FIELD_MANAGER, clock=clock)
         return cls(
             WorkflowSteps(objects),

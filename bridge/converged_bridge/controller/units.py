@@ -40,6 +40,8 @@ class UnitContext:
 
 UnitFactory = Callable[[UnitContext], BackendUnit]
 
+__all__ = ["UNIT_FACTORIES", "TransportFactory", "UnitContext", "UnitFactory", "build_units"]
+
 
 def build_slurm_unit(context: UnitContext) -> BackendUnit:
     steps = WorkflowSteps(context.objects)
