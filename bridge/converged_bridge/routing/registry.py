@@ -108,8 +108,8 @@ class BackendRules(Protocol):
 
 
 class RuleBook:
-    """Registered backends' rules, in the order the router asks them (equal waits keep that order
-    through each backend's sort key, not through this one)."""
+    """Registered backends' rules, in registration order: the order the router asks them for
+    candidates (which candidate wins a tie is each candidate's sort key's business, not this order's)."""
 
     def __init__(self, rules: Sequence[BackendRules]) -> None:
         self._rules = tuple(rules)
