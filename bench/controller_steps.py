@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from converged_bridge.api.slurmcluster import SlurmClusterSpec
+from converged_bridge.api.workflowstep import Backend
 from converged_bridge.controller import runner
 from converged_bridge.controller.runner import Controller
 from converged_bridge.controller.settings import ControllerSettings
@@ -216,7 +217,7 @@ def main() -> int:
         )
     created = time.time() - t0
     print(f"created {args.steps} WorkflowSteps in {created:.1f}s", file=sys.stderr)
-    start_cycles, start_queries = controller.cycles, controller.slurm_queries
+    start_cycles, start_queries = controller.cycles, controller.queries(Backend.SLURM)
     deadline = time.time() + 3600
     while len(seen) < args.steps and time.time() < deadline:
         time.sleep(1)
@@ -224,7 +225,7 @@ def main() -> int:
     print(file=sys.stderr)
     makespan = time.time() - t0
     cycles = controller.cycles - start_cycles
-    queries = controller.slurm_queries - start_queries
+    queries = controller.queries(Backend.SLURM) - start_queries
     cpu = controller.cycle_cpu_seconds[-cycles:] if cycles else [0.0]
     calls = dict(kube.calls)
     stop.set()

@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from converged_bridge.api.workflowstep import Backend
-from converged_bridge.routing import CapacityView, SiteWeights
+from converged_bridge.routing import STANDARD_RULES, CapacityView, RuleBook, SiteWeights
 from converged_bridge.schedule import (
     GroupMember,
     Need,
@@ -72,10 +71,11 @@ def plan_schedule(
     *,
     max_running: int | None = None,
     default_runtime_minutes: int = DEFAULT_RUNTIME_MINUTES,
+    rules: RuleBook = STANDARD_RULES,
 ) -> PlanSchedule:
     """Simulate the routed jobs on `capacity` (see the module docstring). Refused jobs are simulated
-    without a target, as if they ran; the plan says the run would stop at them."""
-    startup = {Backend.SLURM: weights.slurm_startup_seconds, Backend.KUEUE: weights.kueue_startup_seconds}
+    without a target, as if they ran; the plan says the run would stop at them. Each backend's pools,
+    needs and start-up come from its registered rules."""
     steps = []
     assumed = []
     for e in entries:
@@ -87,13 +87,13 @@ def plan_schedule(
             SimStep(
                 job_id=e.jobid,
                 target=e.decision.target if backend else None,
-                need=build_need(e.resources.shape, backend) if backend else Need(),
+                need=build_need(e.resources.shape, backend, rules) if backend else Need(),
                 runtime_seconds=60.0 * (minutes or default_runtime_minutes),
                 upstream=upstream.get(e.jobid, ()),
-                startup_seconds=startup[backend] if backend else 0.0,
+                startup_seconds=rules.rules_for(backend).startup_seconds(weights) if backend else 0.0,
             )
         )
-    schedule = simulate_schedule(steps, build_machine(capacity), max_running=max_running)
+    schedule = simulate_schedule(steps, build_machine(capacity, rules), max_running=max_running)
     groups = plan_groups(
         [GroupMember(e.jobid, e.level, e.rule, *e.shape_key) for e in entries if e.decision.backend]
     )

@@ -17,9 +17,9 @@ import threading
 from dataclasses import fields
 from types import FrameType
 
-from converged_bridge.controller.__main__ import JsonFormatter
 from converged_bridge.controller.runner import Controller
 from converged_bridge.controller.settings import add_settings_arguments, settings_from_args
+from converged_bridge.jsonlog import JsonFormatter
 from converged_bridge.kube.core import KubeCore, load_api_client
 from converged_bridge.kube.objects import KubeObjects
 from converged_bridge.kube.secrets import SecretKeys

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from converged_bridge.api.workflowstep import Backend
 from converged_bridge.controller.runner import Controller
 from converged_bridge.controller.settings import ControllerSettings
 from converged_bridge.kube.core import KubeCore, load_api_client
@@ -32,7 +33,7 @@ def test_embedded_controller_runs_steps_with_one_slurm_query_per_poll(
         statuses = [wait_phase(env, "team-b", name, TERMINAL)["status"] for name in names]
         assert [s["phase"] for s in statuses] == ["Succeeded"] * 4
         # one Slurm listing per poll cycle, whatever the number of steps
-        assert controller.slurm_queries <= controller.cycles
+        assert controller.queries(Backend.SLURM) <= controller.cycles
         assert kube.calls["list"] >= 1 and kube.calls["get"] == 0  # never a GET per step
     finally:
         controller.stop()

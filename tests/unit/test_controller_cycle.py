@@ -172,10 +172,11 @@ def controller_over(
     jobs: list[SlurmJob],
     tmp_path: Path,
     cluster_spec: dict[str, Any] = CLUSTER_SPEC,
+    kube: RecordingKube | None = None,
 ) -> tuple[Controller, RecordingKube, ListingTransport, ManualClock]:
     """A controller that has listed `steps` (not started: the test runs its cycle), in a process
-    started seconds after boot, with SlurmCluster `hpc` of `cluster_spec`."""
-    kube, transport, clock = RecordingKube(), ListingTransport(jobs), ManualClock(wall=T0)
+    started seconds after boot, with SlurmCluster `hpc` of `cluster_spec`, over `kube` (a new one)."""
+    kube, transport, clock = kube or RecordingKube(), ListingTransport(jobs), ManualClock(wall=T0)
     slurm = SlurmBackend(
         lambda: {"hpc": SlurmClusterSpec.model_validate(cluster_spec)},
         kube.read_secret_key,

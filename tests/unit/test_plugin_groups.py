@@ -42,6 +42,7 @@ CPU = RouteDecision(
     slurm_cluster="hpc",
     slurm_partition="cpu",
     expected_wait_seconds=0,
+    target="hpc/cpu",
 )
 MACHINE = Machine(
     pools={"slurm:hpc/cpu": Pool("hpc/cpu", (Slot(cpus=4, mem_mib=7900), Slot(cpus=4, mem_mib=7900)))},

@@ -25,12 +25,28 @@ from snakemake_executor_plugin_converged.schedule import PlanSchedule, plan_sche
 from snakemake_executor_plugin_converged.status import State, map_step_outcome
 
 CPU = RouteDecision(
-    Backend.SLURM, Decision.SHORTEST_WAIT, "slurm s/cpu: fits idle", slurm_cluster="s", slurm_partition="cpu"
+    Backend.SLURM,
+    Decision.SHORTEST_WAIT,
+    "slurm s/cpu: fits idle",
+    slurm_cluster="s",
+    slurm_partition="cpu",
+    target="s/cpu",
 )
 GPU = RouteDecision(
-    Backend.SLURM, Decision.ONLY_FEASIBLE, "slurm s/gpu: fits idle", slurm_cluster="s", slurm_partition="gpu"
+    Backend.SLURM,
+    Decision.ONLY_FEASIBLE,
+    "slurm s/gpu: fits idle",
+    slurm_cluster="s",
+    slurm_partition="gpu",
+    target="s/gpu",
 )
-KUEUE = RouteDecision(Backend.KUEUE, Decision.EXPLICIT, "kueue team-a/real: fits", local_queue="team-a/real")
+KUEUE = RouteDecision(
+    Backend.KUEUE,
+    Decision.EXPLICIT,
+    "kueue team-a/real: fits",
+    local_queue="team-a/real",
+    target="team-a/real",
+)
 REFUSED = RouteDecision(None, Decision.REFUSED, "slurm s/gpu: no h100 GPUs")
 SMALL = StepResources(shape=Resources(mem_mib=100))
 GPU1 = StepResources(shape=Resources(mem_mib=100, gpus=1, gpu_model="a100"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from converged_bridge.api.workflowstep import Backend, Resources
 from converged_bridge.routing import CapacityView, SlurmPartitionView
 from converged_bridge.routing.capacity import map_kueue_queue, map_slurm_clusters
+from converged_bridge.routing.slurm import build_node_slots
 from converged_bridge.schedule import (
     DEPENDS_ON_MAX,
     GroupMember,
@@ -21,7 +22,6 @@ from converged_bridge.schedule import (
     plan_groups,
     sum_usage,
 )
-from converged_bridge.schedule.machine import build_node_slots
 from tests.unit.test_routing_capacity import load
 
 

@@ -21,6 +21,7 @@ from converged_bridge.reconcile.status import StatusTiming
 
 class BackendUnit(Protocol):
     backend: Backend
+    queries: int  # the backend's own listings `observe` made so far (0 where KubeCore counts them)
 
     def observe(self, steps: Sequence[WorkflowStep], allocations: Sequence[StepAllocation] = ()) -> None:
         """Read the backend's state for these steps (its unfinished or deleted ones) and allocations, in as

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import signal
 import sys
@@ -15,23 +14,9 @@ from converged_bridge.controller.settings import (
     add_settings_arguments,
     settings_from_args,
 )
+from converged_bridge.jsonlog import JsonFormatter
 from converged_bridge.kube.core import KubeCore, load_api_client
 from converged_bridge.wire import CONTROLLER_FIELD_MANAGER
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message (and the exception, if any)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        doc = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            doc["exception"] = self.formatException(record.exc_info)
-        return json.dumps(doc)
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, ControllerSettings]:

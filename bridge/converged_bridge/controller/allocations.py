@@ -36,6 +36,7 @@ from converged_bridge.reconcile.intents import (
 )
 from converged_bridge.reconcile.lifecycle import plan_lifecycle
 from converged_bridge.reconcile.status import StatusTiming, is_settled
+from converged_bridge.routing import UnknownBackend
 from converged_bridge.timing import WallClock
 from converged_bridge.wire import FINALIZER, GROUP_LABEL
 
@@ -65,6 +66,7 @@ class AllocationDriver:
         self._parsed: dict[str, tuple[str, StepAllocation]] = {}
         self._written: dict[str, datetime] = {}  # uid -> our last status write (or first sight)
         self._served = True
+        self._unserved: set[str] = set()  # uids of allocations whose backend has no unit here (told once)
 
     # --- observe ---
     def poll(self, steps: Mapping[str, dict[str, Any]]) -> dict[Backend, list[StepAllocation]]:
@@ -137,6 +139,10 @@ class AllocationDriver:
             alloc = self._parsed[uid][1]
             unit = self.units.get(alloc.spec.backend)
             if unit is None:
+                if uid not in self._unserved:
+                    self._unserved.add(uid)
+                    known = UnknownBackend(alloc.spec.backend, self.units)
+                    log.warning("allocation %s/%s is left alone: %s", *_name(alloc), known)
                 continue
             now = self._clock()
             timing = StatusTiming(now, self._written.setdefault(uid, now), self._refresh)
@@ -196,3 +202,7 @@ class AllocationDriver:
     def _refuse_invalid(self, obj: dict[str, Any], error: ValidationError) -> None:
         if self.api is not None:
             refuse_invalid(obj, error, self.api.patch_allocation_status, self.events, self._clock)
+
+
+def _name(alloc: StepAllocation) -> tuple[str, str]:
+    return alloc.metadata.namespace or "", alloc.metadata.name or ""

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -28,10 +29,11 @@ from pydantic import ValidationError
 
 from converged_bridge.api.workflowstep import Backend, WorkflowStep
 from converged_bridge.backends.base import BackendUnit
-from converged_bridge.backends.slurm.unit import SlurmBackend, TransportFactory
 from converged_bridge.controller.allocations import AllocationDriver
+from converged_bridge.controller.echoes import AwaitedEchoes
 from converged_bridge.controller.recording import EventSink, emit_intent_event, refuse_invalid
-from converged_bridge.controller.settings import ControllerSettings, build_units
+from converged_bridge.controller.settings import ControllerSettings
+from converged_bridge.controller.units import TransportFactory, UnitContext, build_units
 from converged_bridge.controller.watch import watch_steps
 from converged_bridge.errors import BackendError
 from converged_bridge.kube.allocations import StepAllocations
@@ -56,7 +58,7 @@ from converged_bridge.reconcile.status import (
     is_settled,
     plan_ends_step,
 )
-from converged_bridge.slurm.connect import build_transport
+from converged_bridge.routing import UnknownBackend
 from converged_bridge.timing import Monotonic, WallClock, due, monotonic, utc_now
 from converged_bridge.wire import CONTROLLER_FIELD_MANAGER, FINALIZER
 
@@ -84,6 +86,8 @@ class Controller:
         self.steps: dict[str, dict[str, Any]] = {}  # uid -> latest object seen
         self._parsed: dict[str, tuple[str, WorkflowStep]] = {}  # uid -> (resourceVersion, model)
         self._status_written: dict[str, datetime] = {}  # uid -> our last status write (or first sight)
+        self._echoes = AwaitedEchoes()  # our writes whose versions the watch has not brought back yet
+        self._unserved: set[str] = set()  # uids of steps whose backend has no unit here (told once)
         self._events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._stop = threading.Event()
         self._synced = threading.Event()
@@ -113,12 +117,15 @@ class Controller:
         *,
         clock: WallClock = utc_now,
         monotonic_clock: Monotonic = monotonic,
-        transport_factory: TransportFactory = build_transport,
+        transport_factory: TransportFactory | None = None,
     ) -> Controller:
         """A controller on one Kubernetes client, with every backend unit."""
         settings = settings or ControllerSettings()
         objects = KubeObjects(core)
-        units = build_units(objects, settings, clock, monotonic_clock, transport_factory)
+        context = UnitContext(objects, settings, clock, monotonic_clock)
+        units = build_units(
+            replace(context, transport_factory=transport_factory) if transport_factory else context
+        )
         events = EventRecorder(objects, CONTROLLER_FIELD_MANAGER, clock=clock)
         return cls(
             WorkflowSteps(objects),
@@ -174,11 +181,16 @@ class Controller:
         except Exception:
             log.exception("controller cycle failed; continuing")
 
-    @property
-    def slurm_queries(self) -> int:
-        """Slurm job listings made so far (for benchmarks and tests)."""
-        unit = self.units.get(Backend.SLURM)
-        return unit.queries if isinstance(unit, SlurmBackend) else 0
+    def unit(self, backend: Backend) -> BackendUnit:
+        """The unit of `backend`; `UnknownBackend`, naming the registered ones, when there is none."""
+        try:
+            return self.units[backend]
+        except KeyError:
+            raise UnknownBackend(backend, self.units) from None
+
+    def queries(self, backend: Backend) -> int:
+        """The listings `backend`'s unit made so far (for benchmarks and tests)."""
+        return self.unit(backend).queries
 
     # --- what the watch brings ---
     def on_event(self, kind: str, obj: Any) -> None:
@@ -186,6 +198,7 @@ class Controller:
             return
         if kind == "SYNC":
             self.steps = {o["metadata"]["uid"]: o for o in obj}
+            self._echoes.clear()
             self._synced.set()
             return
         uid = obj["metadata"]["uid"]
@@ -193,10 +206,12 @@ class Controller:
             self.steps.pop(uid, None)
             self._parsed.pop(uid, None)
             self._status_written.pop(uid, None)
+            self._echoes.forget(uid)
+            self._unserved.discard(uid)
             for unit in self.units.values():
                 unit.forget(uid)
             return
-        if _older(obj, self.steps.get(uid)):
+        if self._echoes.is_stale(uid, obj):
             return  # from before our own write's answer: deciding on it would write the past again
         self.steps[uid] = obj
         self._reconcile(uid)
@@ -222,7 +237,9 @@ class Controller:
             active.setdefault(step.spec.backend, []).append(step)
         allocations = self.allocations.poll(self.steps)
         for backend in sorted(active.keys() | allocations.keys()):
-            self.units[backend].observe(active.get(backend, []), allocations.get(backend, []))
+            unit = self.units.get(backend)
+            if unit is not None:  # steps of a backend without a unit: _decide says so
+                unit.observe(active.get(backend, []), allocations.get(backend, []))
         plans: list[tuple[str, list[Intent]]] = []
         for uid, obj in list(self.steps.items()):
             if is_settled(obj):
@@ -304,7 +321,13 @@ class Controller:
         except ValidationError as e:
             self._refuse_invalid(obj, e)
             return None
-        unit = self.units[step.spec.backend]
+        try:
+            unit = self.unit(step.spec.backend)
+        except UnknownBackend as e:
+            if uid not in self._unserved:
+                self._unserved.add(uid)
+                log.warning("step %s/%s is left alone: %s", step.metadata.namespace, step.metadata.name, e)
+            return None
         now = self._clock()
         timing = StatusTiming(
             now=now,
@@ -327,15 +350,17 @@ class Controller:
             try:
                 if isinstance(intent, AddFinalizer):
                     fins = [*meta.get("finalizers", []), FINALIZER]
-                    self.steps[uid] = self.api.patch_step_finalizers(
-                        ns, name, fins, meta.get("resourceVersion")
-                    )
+                    answer = self.api.patch_step_finalizers(ns, name, fins, meta.get("resourceVersion"))
+                    self._echoes.wrote(uid, meta.get("resourceVersion"), answer)
+                    self.steps[uid] = answer
                 elif isinstance(intent, RemoveFinalizer):
                     fins = [f for f in meta.get("finalizers", []) if f != FINALIZER]
                     self.api.patch_step_finalizers(ns, name, fins, meta.get("resourceVersion"))
                 elif isinstance(intent, WriteStatus):
                     status = build_status_patch(obj.get("status") or {}, intent.status)
-                    self.steps[uid] = self.api.patch_step_status(ns, name, status)
+                    answer = self.api.patch_step_status(ns, name, status)
+                    self._echoes.wrote(uid, meta.get("resourceVersion"), answer)
+                    self.steps[uid] = answer
                     self._status_written[uid] = self._clock()
                     if intent.status.phase in TERMINAL_PHASES:
                         self._finished(uid, obj)
@@ -343,7 +368,7 @@ class Controller:
                     self._emit(obj, intent)
                 elif isinstance(intent, BackendIntent):
                     step = self._model(uid, obj)
-                    done = self.units[step.spec.backend].execute(step, intent)
+                    done = self.unit(step.spec.backend).execute(step, intent)
                     if done.then:
                         self.apply_intents(uid, done.then)
                         return
@@ -366,25 +391,10 @@ class Controller:
             step = self._model(uid, obj)
         except ValidationError:
             return
-        self.units[step.spec.backend].finished(step)
+        self.unit(step.spec.backend).finished(step)
 
     def _emit(self, obj: dict[str, Any], intent: Emit) -> None:
         emit_intent_event(self.events, obj, intent)
 
     def _refuse_invalid(self, obj: dict[str, Any], error: ValidationError) -> None:
         refuse_invalid(obj, error, self.api.patch_step_status, self.events, self._clock)
-
-
-def _older(obj: dict[str, Any], held: dict[str, Any] | None) -> bool:
-    """`obj`, from the watch, is an older version of the step than `held`, the answer to our own write.
-
-    The watch delivers a step's versions in order, but behind the loop's own writes. Only integer
-    resourceVersions (etcd revisions, as kube-apiserver writes them) are compared; any other counts
-    as new, as before.
-    """
-    if held is None:
-        return False
-    try:
-        return int(obj["metadata"]["resourceVersion"]) < int(held["metadata"]["resourceVersion"])
-    except (KeyError, TypeError, ValueError):
-        return False

@@ -1,4 +1,4 @@
-"""How the controller runs, its command-line flags, and the backend units it drives."""
+"""How the controller runs and its command-line flags."""
 
 from __future__ import annotations
 
@@ -6,17 +6,7 @@ import argparse
 from dataclasses import dataclass, fields
 from datetime import timedelta
 
-from converged_bridge.api.workflowstep import Backend
-from converged_bridge.backends.base import BackendUnit
-from converged_bridge.backends.kueue import KueueBackend
 from converged_bridge.backends.kueue.operators import KueueSite
-from converged_bridge.backends.slurm import SlurmBackend
-from converged_bridge.backends.slurm.unit import TransportFactory
-from converged_bridge.kube.objects import KubeObjects
-from converged_bridge.kube.secrets import SecretKeys
-from converged_bridge.kube.steps import WorkflowSteps
-from converged_bridge.slurm.connect import build_transport
-from converged_bridge.timing import Monotonic, WallClock
 from converged_bridge.wire import CONTROLLER_LABEL
 
 
@@ -92,49 +82,3 @@ def settings_from_args(args: argparse.Namespace, prefix: str = "") -> Controller
 
 def _dest(prefix: str, name: str) -> str:
     return prefix.replace("-", "_") + name
-
-
-def build_units(
-    objects: KubeObjects,
-    settings: ControllerSettings,
-    clock: WallClock,
-    monotonic_clock: Monotonic,
-    transport_factory: TransportFactory = build_transport,
-) -> dict[Backend, BackendUnit]:
-    """The backend units a controller drives, over one Kubernetes client."""
-    from converged_bridge.api.slurmcluster import SlurmClusterSpec
-    from converged_bridge.kube.kueue_api import KueueApi
-
-    steps = WorkflowSteps(objects)
-    kueue = KueueApi(objects)
-
-    def read_clusters() -> dict[str, SlurmClusterSpec]:
-        from pydantic import ValidationError
-
-        clusters = {}
-        for obj in steps.list_slurm_clusters():
-            try:
-                clusters[obj["metadata"]["name"]] = SlurmClusterSpec.model_validate(obj.get("spec", {}))
-            except ValidationError:
-                continue  # the daemon reports an invalid SlurmCluster in its status
-        return clusters
-
-    return {
-        Backend.SLURM: SlurmBackend(
-            read_clusters,
-            SecretKeys(objects),
-            log_dir=settings.log_dir,
-            cluster_refresh=settings.cluster_refresh,
-            transport_factory=transport_factory,
-            clock=clock,
-            monotonic_clock=monotonic_clock,
-            allocation_spool=settings.allocation_spool or None,
-        ),
-        Backend.KUEUE: KueueBackend(
-            objects,
-            settings.kueue_site(),
-            workloads=kueue.workloads,
-            clock=clock,
-            allocation_spool=settings.allocation_spool or None,
-        ),
-    }

@@ -11,7 +11,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from converged_bridge.api.conditions import ConditionStatus, find_condition
-from converged_bridge.api.workflowstep import Backend, Resources, WorkflowStep
+from converged_bridge.api.workflowstep import Resources, WorkflowStep
+from converged_bridge.routing import STANDARD_RULES, RuleBook
 from converged_bridge.schedule import StepPlanNotes, parse_plan_annotations
 from converged_bridge.wire import GROUP_LABEL
 
@@ -41,15 +42,9 @@ class StepRecord:
         return f"{self.rule} ({values})" if values else self.rule
 
 
-def step_target(step: WorkflowStep) -> str:
-    """The step's target as `RouteDecision.target` spells it."""
-    spec = step.spec
-    if spec.backend == Backend.SLURM:
-        slurm = spec.slurm
-        cluster = slurm.cluster if slurm else None
-        return f"{cluster}/{(slurm.partition if slurm else None) or '(default)'}"
-    queue = spec.kueue.local_queue if spec.kueue else None
-    return f"{step.metadata.namespace or '-'}/{queue or '(default)'}"
+def step_target(step: WorkflowStep, rules: RuleBook = STANDARD_RULES) -> str:
+    """The step's target as `RouteDecision.target` spells it (its backend's rules)."""
+    return rules.rules_for(step.spec.backend).step_target(step)
 
 
 def map_step_record(step: WorkflowStep) -> StepRecord:

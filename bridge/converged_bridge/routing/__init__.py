@@ -1,8 +1,11 @@
 """Where a workflow step runs: Slurm or Kueue. Pure — a capacity snapshot in, one decision out.
 
-Modules: `types` (request, views, decision), `slurm_rules` and `kueue_rules` (hard constraints and
-expected wait per side), `route` (one step), `charging` and `batch` (a burst on one snapshot),
-`capacity` (the snapshot built from Kubernetes objects).
+Modules: `types` (request, views, decision), `registry` (the backends the router knows: each one's
+`BackendRules`, registered once in `STANDARD_RULES`), `slurm` and `kueue` (each backend's rules:
+`slurm_rules` and `kueue_rules` hold its hard constraints and expected wait, `charging` what a placed
+step takes), `route` (one step), `batch` (a burst on one snapshot, and `charge`), `pools` (what a
+target offers a run's plan), `capacity` (the snapshot built from Kubernetes objects). Nothing outside
+a backend's own modules names it.
 
 `route(request, capacity, weights)` works in two passes:
 
@@ -26,8 +29,8 @@ A SlurmCluster whose status the resource daemon has not written yet has unknown 
 (or the requested) partition is accepted unverified, and the reason says so.
 """
 
-from converged_bridge.routing.batch import route_batch
-from converged_bridge.routing.charging import charge
+from converged_bridge.routing.batch import charge, route_batch
+from converged_bridge.routing.registry import STANDARD_RULES, BackendRules, RuleBook, UnknownBackend
 from converged_bridge.routing.route import route
 from converged_bridge.routing.types import (
     MPI_OPERATORS,
@@ -45,16 +48,20 @@ from converged_bridge.routing.types import (
 
 __all__ = [
     "MPI_OPERATORS",
+    "STANDARD_RULES",
+    "BackendRules",
     "CapacityView",
     "Decision",
     "KueueFlavorView",
     "KueueQueueView",
     "Preference",
     "RouteDecision",
+    "RuleBook",
     "SiteWeights",
     "SlurmClusterView",
     "SlurmPartitionView",
     "StepRequest",
+    "UnknownBackend",
     "charge",
     "route",
     "route_batch",

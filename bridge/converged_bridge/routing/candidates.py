@@ -6,12 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from converged_bridge.api.workflowstep import Backend, Operator
-from converged_bridge.routing.types import SlurmClusterView, StepRequest
 
 # A candidate, kept as a plain tuple because route() builds thousands per second:
-# (sort key, backend, cluster or queue view, partition view or None, unweighted wait or None, operator)
-# The sort key is (weighted wait, spares GPUs, not Slurm, target name): equal waits keep GPU partitions
-# for GPU steps, then prefer Slurm, then go by name, so the decision is deterministic.
+# (sort key, backend, its target's view, a detail of it or None, unweighted wait or None, operator):
+# on Slurm the cluster and partition views, on Kueue the LocalQueue's view and None.
+# The sort key is (weighted wait, spares GPUs, backend's rank, target name): equal waits keep GPU
+# partitions for GPU steps, then prefer Slurm, then go by name, so the decision is deterministic.
 Key = tuple[float, bool, bool, str]
 # The weighted wait of a target converged cannot vouch for — a SlurmCluster whose capacity is not known
 # yet, or one the daemon could not reach at its last look: ranked after every verified target, so it is
@@ -25,14 +25,3 @@ Refusal = tuple[str, str, tuple[Any, ...]]
 def format_refusal(refusal: Refusal) -> str:
     where, template, args = refusal
     return f"{where}: {template.format(*args)}"
-
-
-def target_of(candidate: Candidate) -> Any:
-    _, backend, where, partition, _, _ = candidate
-    if backend == Backend.SLURM:
-        return (where.name, partition.name if partition is not None else None)
-    return where.local_queue
-
-
-def asked_partition(request: StepRequest, cluster: SlurmClusterView) -> str | None:
-    return request.slurm_partition or cluster.default_partition

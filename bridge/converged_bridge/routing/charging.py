@@ -1,54 +1,15 @@
-"""Charging placed steps against a capacity snapshot (pure).
-
-A snapshot does not know the steps routed since it was read: `charge` counts a placed step against it
-(idle CPUs, GPUs or free quota while they last, then one more queued job), so a burst of equal steps
-fills its best target and then spreads to the next instead of herding onto the first.
-"""
+"""Charging placed steps against one target of a capacity snapshot (pure): a Slurm partition's idle
+CPUs and GPUs, a Kueue queue's free quota, while they last; then one more queued job. `batch.charge`
+and `route_batch` reach these through each backend's rules."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
 
-from converged_bridge.api.workflowstep import Backend
 from converged_bridge.routing.kueue_rules import kueue_flavors, memory_mib
 from converged_bridge.routing.slurm_rules import gpus_of_model
-from converged_bridge.routing.types import (
-    CapacityView,
-    KueueQueueView,
-    RouteDecision,
-    SlurmPartitionView,
-    StepRequest,
-)
-
-
-def charge(
-    capacity: CapacityView, request: StepRequest, decision: RouteDecision, count: int = 1
-) -> CapacityView:
-    """`capacity` with `count` steps like `request` placed where `decision` sends them: on idle capacity
-    (or free quota) while it lasts, the rest queued behind the pending work. Pure; a refusal or an
-    unverified decision changes nothing."""
-    if decision.expected_wait_seconds is None or count <= 0:
-        return capacity
-    if decision.backend == Backend.SLURM:
-        clusters = tuple(
-            replace(
-                c,
-                partitions=tuple(
-                    charge_partition(p, request, count) if p.name == decision.slurm_partition else p
-                    for p in c.partitions
-                ),
-            )
-            if c.name == decision.slurm_cluster and c.partitions is not None
-            else c
-            for c in capacity.slurm
-        )
-        return replace(capacity, slurm=clusters)
-    queues = tuple(
-        charge_queue(q, request, count) if q.local_queue == decision.local_queue else q
-        for q in capacity.kueue
-    )
-    return replace(capacity, kueue=queues)
+from converged_bridge.routing.types import KueueQueueView, SlurmPartitionView, StepRequest
 
 
 def charge_partition(p: SlurmPartitionView, request: StepRequest, count: int) -> SlurmPartitionView:

@@ -7,8 +7,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from converged_bridge.api.workflowstep import Backend, Operator
-from converged_bridge.routing.candidates import UNVERIFIED_WAIT, Candidate, Refusal, asked_partition
-from converged_bridge.routing.types import CapacityView, SiteWeights, SlurmPartitionView, StepRequest
+from converged_bridge.routing.candidates import UNVERIFIED_WAIT, Candidate, Refusal
+from converged_bridge.routing.types import (
+    CapacityView,
+    SiteWeights,
+    SlurmClusterView,
+    SlurmPartitionView,
+    StepRequest,
+)
 
 
 def slurm_candidates(
@@ -137,3 +143,7 @@ def gpus_of_model(gpus: Mapping[str, int], model: str | None) -> int:
         return gpus[model]
     lowered = model.lower()
     return sum(n for m, n in gpus.items() if m.lower() == lowered)
+
+
+def asked_partition(request: StepRequest, cluster: SlurmClusterView) -> str | None:
+    return request.slurm_partition or cluster.default_partition

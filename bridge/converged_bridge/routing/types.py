@@ -12,6 +12,7 @@ from converged_bridge.api.workflowstep import Backend, Operator, Resources
 
 MPI_OPERATORS = frozenset({Operator.MPIJOB, Operator.MINICLUSTER})
 _EMPTY: Mapping[str, int] = MappingProxyType({})
+_NO_OTHERS: Mapping[str, object] = MappingProxyType({})
 
 
 class Preference(StrEnum):
@@ -113,6 +114,8 @@ class CapacityView:
     slurm: tuple[SlurmClusterView, ...] = ()
     kueue: tuple[KueueQueueView, ...] = ()
     operators: frozenset[Operator] = frozenset({Operator.JOB})  # installed on the Kubernetes side
+    # further registered backends' capacity, by backend name, in whatever form their rules read it
+    others: Mapping[str, object] = field(default_factory=lambda: _NO_OTHERS)
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,8 @@ class SiteWeights:
 
 @dataclass(frozen=True)
 class RouteDecision:
-    """Where the step goes and why. `backend` is None exactly when the decision is a refusal."""
+    """Where the step goes and why. `backend` is None exactly when the decision is a refusal; the
+    fields a backend fills are its own (its rules build the decision)."""
 
     backend: Backend | None
     decision: Decision
@@ -138,12 +142,4 @@ class RouteDecision:
     slurm_partition: str | None = None
     local_queue: str | None = None
     expected_wait_seconds: float | None = None
-
-    @property
-    def target(self) -> str:
-        """`cluster/partition` on Slurm, `namespace/localqueue` on Kueue, `-` for a refusal."""
-        if self.backend == Backend.SLURM:
-            return f"{self.slurm_cluster}/{self.slurm_partition or '(default)'}"
-        if self.backend == Backend.KUEUE:
-            return self.local_queue or "-"
-        return "-"
+    target: str = "-"  # `cluster/partition` on Slurm, `namespace/localqueue` on Kueue, `-` for a refusal

@@ -53,6 +53,7 @@ SERVED_REFRESH_CYCLES = 30  # which operator kinds are served is probed again th
 
 class KueueBackend:
     backend = Backend.KUEUE
+    queries = 0  # its LISTs are Kubernetes requests: KubeCore counts them
 
     def __init__(
         self,
