@@ -1,6 +1,6 @@
 """Steps under Pod Security `restricted`, on the real site: a namespace of the tests' own enforces it
-(converged-restricted, the identity alice, the shared directory as its claim converged-shared bound to a
-hostPath PersistentVolume, a LocalQueue on the real node), and
+(conftest.RESTRICTED_NS: the identity alice, the shared directory as its claim converged-shared bound to
+a hostPath PersistentVolume, a LocalQueue on the real node), and
 
 - the API server admits, as Pods, every pod template the builders make (Job, JobSet, MPIJob launcher and
   workers, allocation) and refuses yesterday's hostPath pod; the whole objects draw no warning;
@@ -31,53 +31,18 @@ from converged_bridge.backends.kueue.allocation import build_allocation_job
 from converged_bridge.backends.kueue.operators import build_operator_object
 from converged_bridge.backends.kueue.operators.common import KueueSite, RunAs
 from converged_bridge.backends.kueue.operators.shared import SharedVolume
-from localcluster.site import RESTRICTED, build_shared_claim
-from tests.integration.conftest import TEST_LABELS, ControllerProcess, apply, eventually, kubectl
+from tests.integration.conftest import RESTRICTED_NS, TEST_LABELS, ControllerProcess
 from tests.integration.test_controller_real_node import IMAGE
 from tests.integration.test_controller_slurm import TERMINAL, create, step_manifest, unique, wait_phase
 
 pytestmark = pytest.mark.integration
 
-NS = "converged-restricted"
+NS = RESTRICTED_NS
 STATUS_FIELDS = "^(Uid|NoNewPrivs|Seccomp|CapEff):"
 
 
 @pytest.fixture(scope="module")
-def restricted_ns(cluster_env: dict[str, str]) -> dict[str, str]:
-    """The namespace (kept between runs: its PersistentVolume stays bound to its claim)."""
-    alice = pwd.getpwnam("alice")
-    shared = Path(cluster_env["CONVERGED_SHARED_DIR"])
-    apply(
-        cluster_env,
-        {
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {
-                "name": NS,
-                "labels": dict(RESTRICTED),
-                "annotations": {
-                    "converged.dev/run-as-user": str(alice.pw_uid),
-                    "converged.dev/run-as-group": str(alice.pw_gid),
-                    "converged.dev/run-as-name": "alice",
-                },
-            },
-        },
-        *build_shared_claim(NS, shared),
-        {
-            "apiVersion": "kueue.x-k8s.io/v1beta2",
-            "kind": "LocalQueue",
-            "metadata": {"name": "real", "namespace": NS},
-            "spec": {"clusterQueue": "real"},
-        },
-    )
-    eventually(
-        "the claim converged-shared to be bound",
-        lambda: (
-            kubectl(cluster_env, "get", "pvc", "converged-shared", "-n", NS, "-o", "jsonpath={.status.phase}")
-            == "Bound"
-        ),
-        60,
-    )
+def restricted_ns(cluster_env: dict[str, str], restricted_namespace: str) -> dict[str, str]:
     return cluster_env
 
 
