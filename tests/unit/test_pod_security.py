@@ -83,7 +83,9 @@ def restricted_violations(pod: dict[str, Any]) -> list[str]:
     return out
 
 
-def make_step(operator: str, **resources: Any) -> WorkflowStep:
+def make_step(
+    operator: str, rule_images: list[dict[str, str]] | None = None, **resources: Any
+) -> WorkflowStep:
     return WorkflowStep.model_validate(
         {
             "apiVersion": "converged.dev/v1alpha1",
@@ -97,6 +99,7 @@ def make_step(operator: str, **resources: Any) -> WorkflowStep:
                 "command": ["python3", "-c", "print(1)"],
                 "workingDir": "/shared/wf",
                 "resources": {"cpus": 1, "memMiB": 256, "runtimeMinutes": 5, **resources},
+                **({"ruleImages": rule_images} if rule_images else {}),
             },
         }
     )
@@ -154,6 +157,15 @@ def test_the_checker_catches_what_restricted_refuses() -> None:
         "step: seccomp None",
         "step: hostPort",
     ]
+
+
+@pytest.mark.parametrize("site", [SITE, ALICE], ids=["image-user", "namespace-identity"])
+def test_a_rule_image_pod_is_restricted_driver_and_sidecars(site: KueueSite) -> None:
+    rule_images = [{"url": "docker://registry.site:5443/alice/bwa:1", "path": "/wf/a.simg"}]
+    step = make_step("job", rule_images=rule_images)
+    pod = build_operator_object(step, site).body["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["initContainers"]] == ["rule-0"]  # the rule's native sidecar
+    assert restricted_violations(pod) == []
 
 
 def test_an_init_container_and_a_sidecar_are_restricted_too() -> None:
