@@ -164,7 +164,7 @@ def test_every_built_pod_is_admitted_where_restricted_is_enforced(restricted_ns:
     refused = kubectl_dry_run(env, as_pod("dry-old", old))
     assert refused.returncode != 0 and 'violates PodSecurity "restricted:latest"' in refused.stderr
     for reason in (
-        "hostPath volumes",
+        'restricted volume type "hostPath"',
         "allowPrivilegeEscalation != false",
         "unrestricted capabilities",
         "seccompProfile",
@@ -206,7 +206,7 @@ def test_an_mpijob_runs_across_two_workers_under_restricted(
     # each rank says where it runs and with which rights (sshd started it on its worker as alice)
     rank = (
         'echo "rank $OMPI_COMM_WORLD_RANK of $OMPI_COMM_WORLD_SIZE on $(hostname)'
-        " $(grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status | tr -s '\\t\\n' ' ')\""
+        ' $(grep -E "^(NoNewPrivs|Seccomp):" /proc/self/status | tr -s "[:space:]" " ")"'
     )
     script = f"$CONVERGED_MPIRUN sh -c '{rank}' > {out}"
     create(env, kueue_step(name, "mpijob", ["/bin/sh", "-c", script], nodes=2, tasks=2))
