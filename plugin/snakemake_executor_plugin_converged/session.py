@@ -90,7 +90,7 @@ class RunSession:
     # --- embedded controller ---
     def start_controller(self, poll_interval: float, shared_paths: str = "") -> None:
         """Run the WorkflowStep controller in this process, watching this namespace only; its step
-        pods mount `shared_paths` (comma-separated host directories) at the same path."""
+        pods mount `shared_paths` (comma-separated PATH[=CLAIM]: the namespace's claims) at the same path."""
         from converged_bridge.controller.runner import Controller
         from converged_bridge.controller.settings import ControllerSettings
         from converged_bridge.kube.core import KubeCore

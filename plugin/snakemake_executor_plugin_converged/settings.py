@@ -73,8 +73,9 @@ class ExecutorSettings(ExecutorSettingsBase):
     shared_paths: str | None = field(
         default=None,
         metadata={
-            "help": "Embedded controller only: comma-separated host directories (the shared filesystem, "
-            "holding the workflow directory) mounted at the same path in every Kubernetes step pod. "
+            "help": "Embedded controller only: the shared filesystem (holding the workflow directory) in "
+            "every Kubernetes step pod, comma-separated PATH[=CLAIM]: the namespace's PersistentVolumeClaim "
+            "CLAIM (default converged-shared) mounted at PATH, the same path as on the Slurm nodes. "
             "A deployed controller has its own setting. Default: none.",
             "type": str,
         },
@@ -195,7 +196,10 @@ class ExecutorSettings(ExecutorSettingsBase):
                     "--converged-shared-paths is for the embedded controller "
                     "(a deployed controller mounts what its own --shared-paths names)"
                 )
-            relative = [p for p in self.shared_paths.split(",") if p and not p.startswith("/")]
-            if relative:
-                out.append(f"--converged-shared-paths must be absolute paths, not {', '.join(relative)}")
+            from converged_bridge.backends.kueue.operators.shared import parse_shared_volumes
+
+            try:
+                parse_shared_volumes(self.shared_paths)
+            except ValueError as e:
+                out.append(f"--converged-shared-paths: {e}")
         return out

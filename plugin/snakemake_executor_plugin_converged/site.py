@@ -31,7 +31,9 @@ class SiteDefaults:
     image: str | None = None
     slurm_image: str | None = None
     local_queue: str | None = None
-    shared_paths: str | None = None  # comma-separated directories every backend sees at the same path
+    # comma-separated PATH[=CLAIM]: directories every backend sees at the same path (pods through the
+    # namespace's claim CLAIM, default converged-shared)
+    shared_paths: str | None = None
     slurm_cluster: str | None = None
     default_backend: str | None = None
     # not a setting: the uid the site's deployed controller runs as (ConfigMap key controllerUid); it
@@ -40,7 +42,8 @@ class SiteDefaults:
 
     @property
     def shared_dirs(self) -> tuple[str, ...]:
-        return tuple(p.rstrip("/") or "/" for p in (self.shared_paths or "").split(",") if p.strip())
+        entries = (e.partition("=")[0].strip() for e in (self.shared_paths or "").split(","))
+        return tuple(p.rstrip("/") or "/" for p in entries if p)
 
 
 def parse_site_defaults(configmap: Mapping[str, Any] | None) -> SiteDefaults:

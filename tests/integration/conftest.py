@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import subprocess
 import sys
 import time
@@ -22,6 +23,8 @@ TEAMS = {"team-a": "alice", "team-b": "bob"}
 TEST_LABELS = {"converged.dev/controller": "tests"}
 TEST_SELECTOR = "converged.dev/controller=tests"
 UNMAPPED_NS = "team-c"
+# the tests' namespace for steps on the real node: Pod Security `restricted` enforced, pods run as alice
+RESTRICTED_NS = "converged-restricted"
 
 
 def kubectl(env: dict[str, str], *args: str, input: str | None = None, check: bool = True) -> str:
@@ -229,9 +232,64 @@ def eventually(what: str, probe: Callable[[], Any], timeout: float = 90, interva
     pytest.fail(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
+def build_restricted_namespace(env: dict[str, str], namespace: str, user: str) -> list[dict[str, Any]]:
+    """A namespace whose pods run as `user` under Pod Security `restricted` (enforced), with the shared
+    directory as its claim converged-shared (a hostPath PersistentVolume of its own) and a LocalQueue
+    `real` on the real node's ClusterQueue: what the local site makes for alice and bob."""
+    from localcluster.site import RESTRICTED, build_shared_claim
+
+    pw = pwd.getpwnam(user)
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": namespace,
+                "labels": dict(RESTRICTED),
+                "annotations": {
+                    "converged.dev/run-as-user": str(pw.pw_uid),
+                    "converged.dev/run-as-group": str(pw.pw_gid),
+                    "converged.dev/run-as-name": user,
+                },
+            },
+        },
+        *build_shared_claim(namespace, Path(env["CONVERGED_SHARED_DIR"])),
+        {
+            "apiVersion": "kueue.x-k8s.io/v1beta2",
+            "kind": "LocalQueue",
+            "metadata": {"name": "real", "namespace": namespace},
+            "spec": {"clusterQueue": "real"},
+        },
+    ]
+
+
+def apply_restricted_namespace(env: dict[str, str], namespace: str, user: str) -> None:
+    """build_restricted_namespace applied (kept between runs: its PersistentVolume stays bound), once its
+    claim is bound."""
+    apply(env, *build_restricted_namespace(env, namespace, user))
+    eventually(
+        f"the claim converged-shared of {namespace} to be bound",
+        lambda: (
+            kubectl(env, "get", "pvc", "converged-shared", "-n", namespace, "-o", "jsonpath={.status.phase}")
+            == "Bound"
+        ),
+        60,
+    )
+
+
+@pytest.fixture(scope="session")
+def restricted_namespace(cluster_env: dict[str, str]) -> str:
+    """RESTRICTED_NS, where the tests' Kubernetes steps run on the real node (as alice)."""
+    apply_restricted_namespace(cluster_env, RESTRICTED_NS, "alice")
+    return RESTRICTED_NS
+
+
 @pytest.fixture(scope="module")
 def real_controller(
-    cluster_env: dict[str, str], converged_crds: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+    cluster_env: dict[str, str],
+    converged_crds: dict[str, str],
+    restricted_namespace: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ControllerProcess]:
     shared = cluster_env["CONVERGED_SHARED_DIR"]
     proc = ControllerProcess(

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tests.integration.conftest import apply, eventually, kubectl, slurm_cluster
+from tests.integration.conftest import apply_restricted_namespace, eventually, kubectl, slurm_cluster
 
 T = TypeVar("T")
 PLUGIN_CLUSTER = "converged-plugin"
@@ -75,16 +75,10 @@ def interrupt_when(
 
 
 def apply_plugin_queue(env: dict[str, str]) -> str:
-    """LocalQueue `real` in the plugin tests' namespace: Kubernetes steps run on the real node."""
-    apply(
-        env,
-        {
-            "apiVersion": "kueue.x-k8s.io/v1beta2",
-            "kind": "LocalQueue",
-            "metadata": {"name": REAL_QUEUE, "namespace": PLUGIN_NS},
-            "spec": {"clusterQueue": REAL_QUEUE},
-        },
-    )
+    """LocalQueue `real` in the plugin tests' namespace (Kubernetes steps run on the real node), which
+    runs its pods as alice under Pod Security `restricted` and has the shared claim, as a site's user
+    namespace does."""
+    apply_restricted_namespace(env, PLUGIN_NS, "alice")
     return REAL_QUEUE
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from converged_bridge.api.workflowstep import WorkflowStep
 from converged_bridge.backends.kueue.operators import KueueSite, build_operator_object
+from converged_bridge.backends.kueue.operators.shared import SharedVolume
 from tests.integration.conftest import TEST_LABELS, ControllerProcess, apply, eventually, kubectl
 from tests.integration.test_controller_slurm import TERMINAL, create, get, wait_phase
 
@@ -203,7 +204,9 @@ def test_every_built_object_passes_server_side_validation(kueue_queue: dict[str,
     manifest["spec"]["operator"] = operator
     manifest["metadata"]["uid"] = str(uuid.uuid4())
     step = WorkflowStep.model_validate(manifest)
-    built = build_operator_object(step, KueueSite(shared_paths=("/var/lib/converged-local/shared",)))
+    built = build_operator_object(
+        step, KueueSite(shared_volumes=(SharedVolume("/var/lib/converged-local/shared"),))
+    )
     out = kubectl(
         kueue_queue, "create", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(built.body)
     )

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import TEST_LABELS, ControllerProcess, eventually, kubectl
+from tests.integration.conftest import RESTRICTED_NS, TEST_LABELS, ControllerProcess, eventually, kubectl
 from tests.integration.test_controller_slurm import TERMINAL, create, get, wait_phase
 
 pytestmark = pytest.mark.integration
 
-NS = "default"  # where the local cluster's LocalQueue `real` lives
+NS = RESTRICTED_NS  # LocalQueue `real`, Pod Security `restricted`, pods as alice (conftest)
 IMAGE = "localhost/converged/step:local"
 
 
@@ -39,10 +39,10 @@ def pods_of(env: dict[str, str], job: str) -> list[dict[str, Any]]:
 
 
 def test_job_step_writes_its_output_for_real(
-    real_controller: ControllerProcess, cluster_env: dict[str, str]
+    real_controller: ControllerProcess, cluster_env: dict[str, str], workdir: Path
 ) -> None:
     env, name = cluster_env, f"real-{uuid.uuid4().hex[:6]}"
-    out = Path(env["CONVERGED_SHARED_DIR"]) / f"{name}.txt"
+    out = workdir / f"{name}.txt"  # open to the step's user
     script = (
         f"import snakemake, sys; open({str(out)!r}, 'w').write(sys.executable + ' ' + snakemake.__version__)"
     )

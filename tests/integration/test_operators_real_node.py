@@ -38,11 +38,12 @@ def pods(env: dict[str, str], selector: str) -> list[dict[str, Any]]:
 
 
 def test_a_jobset_step_runs_two_pods_that_resolve_each_other(
-    real_controller: ControllerProcess, cluster_env: dict[str, str]
+    real_controller: ControllerProcess, cluster_env: dict[str, str], workdir: Path
 ) -> None:
     env, name = cluster_env, f"js-{uuid.uuid4().hex[:6]}"
-    out = Path(env["CONVERGED_SHARED_DIR"]) / name
+    out = workdir / name
     out.mkdir()
+    out.chmod(0o1777)  # the pods run as the namespace's user
     # each pod writes the address the other pod's name resolves to (cluster DNS), once it has one
     peer = f"{name}-main-0-$((1 - JOB_COMPLETION_INDEX)).{name}"
     script = (
@@ -60,10 +61,10 @@ def test_a_jobset_step_runs_two_pods_that_resolve_each_other(
 
 
 def test_an_mpijob_step_runs_mpirun_across_two_workers(
-    real_controller: ControllerProcess, cluster_env: dict[str, str]
+    real_controller: ControllerProcess, cluster_env: dict[str, str], workdir: Path
 ) -> None:
     env, name = cluster_env, f"mpi-{uuid.uuid4().hex[:6]}"
-    out = Path(env["CONVERGED_SHARED_DIR"]) / f"{name}.txt"
+    out = workdir / f"{name}.txt"
     # the step's command runs once, in the launcher; $CONVERGED_MPIRUN starts the ranks on the workers
     rank = 'echo "rank $OMPI_COMM_WORLD_RANK of $OMPI_COMM_WORLD_SIZE on $(hostname)"'
     script = f"$CONVERGED_MPIRUN sh -c '{rank}' > {out}"

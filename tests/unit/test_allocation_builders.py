@@ -14,6 +14,7 @@ from converged_bridge.api.workflowstep import WorkflowStep
 from converged_bridge.backends.kueue.allocation import build_allocation_job
 from converged_bridge.backends.kueue.allocation import build_grouped_step_script as build_kueue_step
 from converged_bridge.backends.kueue.operators.common import KueueSite, RunAs
+from converged_bridge.backends.kueue.operators.shared import SharedVolume
 from converged_bridge.backends.slurm.allocation import build_allocation_submission
 from converged_bridge.backends.slurm.allocation import build_grouped_step_script as build_slurm_step
 from converged_bridge.slurm.batch_script import build_sbatch_directives
@@ -123,7 +124,11 @@ def test_a_slurm_steps_script_is_its_own_job_body_with_a_header_for_the_agent() 
 def test_the_kueue_job_is_one_suspended_pod_of_every_slot_running_the_agent() -> None:
     alloc = allocation("kueue", slurm=None)
     paths = build_allocation_paths(alloc)
-    site = KueueSite(shared_paths=("/shared",), image_pull_policy="Never", run_as=RunAs(1001, 1001, "alice"))
+    site = KueueSite(
+        shared_volumes=(SharedVolume("/shared", "home"),),
+        image_pull_policy="Never",
+        run_as=RunAs(1001, 1001, "alice"),
+    )
     built = build_allocation_job(alloc, site, paths)
     body = built.body
     assert built.name == "sm-1-g2" and body["spec"]["suspend"] is True
@@ -138,7 +143,9 @@ def test_the_kueue_job_is_one_suspended_pod_of_every_slot_running_the_agent() ->
         "limits": {"nvidia.com/gpu": "2"},
     }
     assert container["command"][:2] == ["/bin/bash", "-c"] and "setsid timeout" in container["command"][2]
-    assert pod["securityContext"]["runAsUser"] == 1001 and pod["volumes"][0]["hostPath"]["path"] == "/shared"
+    assert pod["securityContext"]["runAsUser"] == 1001
+    assert pod["volumes"] == [{"name": "shared-0", "persistentVolumeClaim": {"claimName": "home"}}]
+    assert container["volumeMounts"] == [{"name": "shared-0", "mountPath": "/shared"}]
     assert body["spec"]["template"]["metadata"]["labels"]["converged.dev/step-uid"] == UID
 
 

@@ -18,6 +18,7 @@ from converged_bridge.backends.kueue.operators.common import NAME_MAX, build_obj
 from converged_bridge.backends.kueue.operators.jobset import build_jobset
 from converged_bridge.backends.kueue.operators.minicluster import build_minicluster
 from converged_bridge.backends.kueue.operators.mpijob import WAIT_FOR_WORKERS, build_mpijob
+from converged_bridge.backends.kueue.operators.shared import SharedVolume
 from converged_bridge.backends.kueue.outcome import map_kueue_status
 from converged_bridge.backends.kueue.plan import KueueView, plan_kueue_cleanup, plan_kueue_step
 from converged_bridge.errors import InvalidStep
@@ -28,7 +29,7 @@ from converged_bridge.wire import JOBS, QUEUE_LABEL
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "kueue-0.14"
 UID = "0f8fad5b-d9cb-469f-a165-70867728950e"
-SITE = KueueSite(default_local_queue="default", shared_paths=("/shared",))
+SITE = KueueSite(default_local_queue="default", shared_volumes=(SharedVolume("/shared"),))
 NOW = datetime(2026, 11, 22, 7, 0, tzinfo=UTC)
 
 
@@ -99,7 +100,10 @@ def test_job_is_suspended_queued_owned_and_runs_once() -> None:
     # requests only: the quota and the scheduler count them; no memory limit kills the snakemake wrapper
     assert container["resources"] == {"requests": {"cpu": "2", "memory": "512Mi"}}
     assert container["volumeMounts"] == [{"name": "shared-0", "mountPath": "/shared"}]
-    assert pod["volumes"][0]["hostPath"] == {"path": "/shared", "type": "Directory"}
+    # the namespace's claim, never a hostPath (Pod Security baseline and restricted refuse those)
+    assert pod["volumes"] == [
+        {"name": "shared-0", "persistentVolumeClaim": {"claimName": "converged-shared"}}
+    ]
 
 
 def test_gpu_step_requests_gpus_and_selects_the_model() -> None:
@@ -281,16 +285,29 @@ def test_pods_run_as_their_namespaces_identity() -> None:
                 "annotations": {"converged.dev/run-as-user": "-1", "converged.dev/run-as-group": "0"},
             }
         },
+        {
+            "metadata": {
+                "name": "root",  # Pod Security restricted refuses runAsUser 0
+                "annotations": {"converged.dev/run-as-user": "0", "converged.dev/run-as-group": "0"},
+            }
+        },
         {"metadata": {"name": "plain"}},
     ]
     alice = RunAs(1001, 1001, "alice")
     assert map_run_as(namespaces) == {"alice": alice}
     site = replace(SITE, run_as=alice)
     pod = build_operator_object(make_step(), site).body["spec"]["template"]["spec"]
-    assert pod["securityContext"] == {"runAsUser": 1001, "runAsGroup": 1001, "runAsNonRoot": True}
+    assert pod["securityContext"] == {
+        "runAsUser": 1001,
+        "runAsGroup": 1001,
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
     env = pod["containers"][0]["env"]  # the image has no passwd entry for 1001: getpass reads these
     assert {"name": "USER", "value": "alice"} in env and {"name": "LOGNAME", "value": "alice"} in env
-    assert "securityContext" not in build_operator_object(make_step(), SITE).body["spec"]["template"]["spec"]
+    # no identity: the image's USER, never root
+    plain = build_operator_object(make_step(), SITE).body["spec"]["template"]["spec"]["securityContext"]
+    assert plain == {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
     mpi = build_mpijob(make_step(operator="mpijob", resources={"nodes": 2, "tasks": 2}), site).body
     for role in ("Launcher", "Worker"):  # MPI too: ssh and sshd get a passwd entry via nss_wrapper
         assert (

@@ -30,15 +30,16 @@ def test_one_storage_model_for_both_backends_a_shared_filesystem() -> None:
 
 
 def test_images_and_shared_paths_are_checked() -> None:
-    problems = ExecutorSettings(image="-x", slurm_image=" ", shared_paths="/shared,data").problems()
+    problems = ExecutorSettings(image="-x", slurm_image=" ", shared_paths="/shared=home,data").problems()
     assert problems == [
         "--converged-image must be a container image reference",
         "--converged-slurm-image must be a container image reference",
         "--converged-shared-paths is for the embedded controller "
         "(a deployed controller mounts what its own --shared-paths names)",
-        "--converged-shared-paths must be absolute paths, not data",
+        "--converged-shared-paths: data: the path must be absolute",
     ]
-    assert ExecutorSettings(controller="embedded", shared_paths="/shared,/scratch").problems() == []
+    shared = "/shared,/scratch=scratch"  # the namespace's claims converged-shared and scratch
+    assert ExecutorSettings(controller="embedded", shared_paths=shared).problems() == []
 
 
 def test_keep_finished_is_a_retention_of_at_most_a_year() -> None:

@@ -19,7 +19,7 @@ SITE = {
         "image": "localhost/converged/step:local",
         "slurmImage": "/images/step.sif",
         "localQueue": "default",
-        "sharedPaths": "/shared,/scratch/",
+        "sharedPaths": "/shared,/scratch/=scratch",  # PATH[=CLAIM]: the claim is the pods' concern
         "unknownKey": "ignored",
     }
 }

@@ -18,6 +18,7 @@ from converged_bridge.api.slurmcluster import ContainerRuntime
 from converged_bridge.api.workflowstep import Phase, WorkflowStep
 from converged_bridge.backends.kueue.intents import DeleteObject
 from converged_bridge.backends.kueue.operators import KueueSite, build_operator_object
+from converged_bridge.backends.kueue.operators.shared import SharedVolume
 from converged_bridge.backends.kueue.outcome import image_pull_failure
 from converged_bridge.backends.kueue.plan import KueueView, plan_kueue_step
 from converged_bridge.errors import InvalidStep
@@ -97,7 +98,7 @@ def test_on_slurm_an_mpi_step_in_a_rule_image_is_refused() -> None:
         build_batch_script(step, make_cluster(), uid=UID, log_dir=LOG_DIR)
 
 
-SITE = KueueSite(default_local_queue="default", shared_paths=("/shared",))
+SITE = KueueSite(default_local_queue="default", shared_volumes=(SharedVolume("/shared"),))
 NOW = datetime(2026, 12, 7, 10, 5, tzinfo=UTC)
 
 

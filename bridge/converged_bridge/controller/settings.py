@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import timedelta
+from typing import Any
 
 from converged_bridge.backends.kueue.operators import KueueSite
+from converged_bridge.backends.kueue.operators.shared import parse_shared_volumes
 from converged_bridge.wire import CONTROLLER_LABEL
 
 
@@ -23,7 +26,9 @@ class ControllerSettings:
     log_dir: str = "/tmp/converged"  # where Slurm logs go for steps without a workingDir
     watch_timeout: int = 300  # seconds a WATCH stays open before it is renewed
     local_queue: str = "default"  # Kueue LocalQueue for steps that name none
-    shared_paths: str = ""  # comma-separated host directories mounted at the same path in every pod
+    # the shared filesystem in every pod: comma-separated PATH[=CLAIM], the namespace's claim CLAIM
+    # (default converged-shared) mounted at PATH, the same path as on the Slurm nodes
+    shared_paths: str = ""
     image_pull_policy: str = "IfNotPresent"  # for the containers of Kubernetes-backed steps
     allocation_spool: str = ""  # the controller's own directory for StepAllocation spools ("": the run's)
     finished_run_ttl: float = 7 * 24 * 3600.0  # seconds a finished run's steps are kept; < 0: forever
@@ -33,9 +38,11 @@ class ControllerSettings:
         return None if self.finished_run_ttl < 0 else timedelta(seconds=self.finished_run_ttl)
 
     def kueue_site(self) -> KueueSite:
-        paths = tuple(p for p in self.shared_paths.split(",") if p)
+        """The Kueue backend's site; ValueError when `shared_paths` is not PATH[=CLAIM],..."""
         return KueueSite(
-            default_local_queue=self.local_queue, shared_paths=paths, image_pull_policy=self.image_pull_policy
+            default_local_queue=self.local_queue,
+            shared_volumes=parse_shared_volumes(self.shared_paths),
+            image_pull_policy=self.image_pull_policy,
         )
 
 
@@ -49,7 +56,8 @@ SETTING_HELP = {
     "log_dir": "directory for Slurm logs of steps without a workingDir",
     "watch_timeout": "seconds a WATCH stays open before it is renewed",
     "local_queue": "Kueue LocalQueue for Kubernetes-backed steps that name none",
-    "shared_paths": "comma-separated host directories mounted at the same path in every step pod",
+    "shared_paths": "the shared filesystem in every step pod: comma-separated PATH[=CLAIM], the step "
+    "namespace's PersistentVolumeClaim CLAIM (default converged-shared) mounted at PATH",
     "image_pull_policy": "imagePullPolicy of step containers (IfNotPresent, Never, Always)",
     "allocation_spool": "a directory on the shared filesystem, writable by this controller and readable "
     "by its users, for the hand-over to StepAllocations (default: in each run's directory, which only a "
@@ -60,6 +68,18 @@ SETTING_HELP = {
 }
 
 
+def _shared_paths(text: str) -> str:
+    """The flag's value when it parses (argparse reports the ValueError's message otherwise)."""
+    try:
+        parse_shared_volumes(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+_CHECKED: dict[str, Callable[[str], Any]] = {"shared_paths": _shared_paths}
+
+
 def add_settings_arguments(parser: argparse.ArgumentParser, prefix: str = "") -> None:
     """One `--<prefix><field>` flag per ControllerSettings field (the daemon uses prefix "controller-")."""
     defaults = ControllerSettings()
@@ -68,7 +88,7 @@ def add_settings_arguments(parser: argparse.ArgumentParser, prefix: str = "") ->
         parser.add_argument(
             f"--{prefix}{f.name.replace('_', '-')}",
             dest=_dest(prefix, f.name),
-            type=type(default) if default is not None else str,
+            type=_CHECKED.get(f.name) or (type(default) if default is not None else str),
             default=default,
             help=SETTING_HELP[f.name],
         )

@@ -19,6 +19,7 @@ import hashlib
 import os
 import shutil
 import ssl
+import stat
 import subprocess
 import time
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from .procs import ClusterError
 RECIPES = HERE / "images"
 REGISTRY = "localhost/converged"
 STABLE_TAG = "local"
-FORMAT = "2"  # part of every recipe hash: bump it when the way images are built or packed changes
+FORMAT = "3"  # part of every recipe hash: bump it when the way images are built or packed changes
 SUITE = "bookworm"
 PAUSE_MTIME = 946684800  # 2000-01-01T00:00:00Z, every file of the pause image
 VARIANT = "minbase"
@@ -186,6 +187,23 @@ def _build_step_rootfs(layout: Layout, rootfs: Path, recipe: dict[str, bytes]) -
     frozen = procs.run([*pip, "freeze"], env=env).stdout
     (rootfs.parent / "pip-freeze.txt").write_text(frozen)
     scrub(rootfs)
+    dropped = drop_setuid(rootfs)
+    (rootfs.parent / "setuid-dropped.txt").write_text("".join(f"{p}\n" for p in dropped))
+
+
+def drop_setuid(rootfs: Path) -> list[str]:
+    """Clear every setuid and setgid bit under `rootfs` (su, mount, passwd, ...; none is of use in a
+    step, and a step gains nothing from one anyway: Kubernetes runs it with no_new_privs, Pod Security
+    `restricted`, as Apptainer does). Returns the paths changed, relative to `rootfs`."""
+    changed = []
+    for path in sorted(rootfs.rglob("*")):
+        if path.is_symlink() or not path.is_file():
+            continue
+        mode = path.stat().st_mode
+        if mode & (stat.S_ISUID | stat.S_ISGID):
+            path.chmod(stat.S_IMODE(mode) & ~(stat.S_ISUID | stat.S_ISGID))
+            changed.append(str(path.relative_to(rootfs)))
+    return changed
 
 
 def scrub(rootfs: Path) -> None:

@@ -9,7 +9,10 @@
   `slurm-hpc2-token-<user>`) and only the shared directory bound: sid's srun needs sid's C library,
   which the bookworm step image lacks, so MPI steps that start their ranks with it cannot run there.
 - Users alice and bob: a namespace each (annotated with their uid and gid, which their Kubernetes pods
-  run as), a LocalQueue `default` on the real node's ClusterQueue, the site's defaults for their runs
+  run as, and enforcing Pod Security `restricted`), the shared filesystem as a PersistentVolumeClaim
+  `converged-shared` bound to a hostPath PersistentVolume of its own (pods may not mount hostPath under
+  `restricted`; PersistentVolumes are the admin's and Pod Security does not check them), a LocalQueue
+  `default` on the real node's ClusterQueue, the site's defaults for their runs
   (ConfigMap `converged-site`), RBAC (`converged-user` in their namespace, the capacity reads for the
   group `converged-users`), a client certificate and a kubeconfig in their home whose context is their
   namespace, and a directory of their own on the shared filesystem.
@@ -39,6 +42,10 @@ QUEUE = "default"  # each user's LocalQueue, on the real node's ClusterQueue
 REAL_CLUSTER_QUEUE = "real"
 TOKEN_LIFESPAN_S = 30 * 24 * 3600
 FIELD_MANAGER = "converged-site"
+SHARED_CLAIM = "converged-shared"  # the claim of the shared filesystem in every namespace that runs pods
+REAL_NODE_LABEL = {"converged.dev/node-kind": "real"}  # the node whose directory the PersistentVolumes are
+# every level of Pod Security at `restricted`: enforced (pods refused), and warned/audited (workloads)
+RESTRICTED = {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn", "audit")}
 
 
 def user_dir(layout: Layout, user: str) -> Path:
@@ -83,14 +90,62 @@ def build_slurm_cluster(layout: Layout, cluster: str = CLUSTER) -> dict[str, Any
     }
 
 
+def build_shared_claim(namespace: str, path: Path) -> list[dict[str, Any]]:
+    """The shared directory `path` as the claim `converged-shared` of `namespace`: a hostPath
+    PersistentVolume on the real node reserved for that claim (claimRef), and the claim bound to it (pure).
+    One PersistentVolume per namespace: a volume binds to one claim."""
+    volume = f"{SHARED_CLAIM}-{namespace}"
+    size = {"storage": "1Ti"}  # nominal: a hostPath volume has no size; a claim asks for no more
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": volume},
+            "spec": {
+                "capacity": size,
+                "accessModes": ["ReadWriteMany"],
+                "persistentVolumeReclaimPolicy": "Retain",  # deleting the claim never touches the data
+                "storageClassName": "",
+                "claimRef": {"namespace": namespace, "name": SHARED_CLAIM},
+                "hostPath": {"path": str(path), "type": "Directory"},
+                "nodeAffinity": {
+                    "required": {
+                        "nodeSelectorTerms": [
+                            {
+                                "matchExpressions": [
+                                    {"key": k, "operator": "In", "values": [v]}
+                                    for k, v in REAL_NODE_LABEL.items()
+                                ]
+                            }
+                        ]
+                    }
+                },
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": SHARED_CLAIM, "namespace": namespace},
+            "spec": {
+                "accessModes": ["ReadWriteMany"],
+                "storageClassName": "",
+                "volumeName": volume,
+                "resources": {"requests": size},
+            },
+        },
+    ]
+
+
 def build_user_objects(layout: Layout, user: str, uid: int, gid: int) -> list[dict[str, Any]]:
-    """A user's namespace, LocalQueue, site defaults and RoleBinding (pure)."""
+    """A user's namespace (Pod Security `restricted`), shared claim, LocalQueue, site defaults and
+    RoleBinding (pure)."""
     return [
         {
             "apiVersion": "v1",
             "kind": "Namespace",
             "metadata": {
                 "name": user,
+                "labels": dict(RESTRICTED),
                 "annotations": {
                     "converged.dev/run-as-user": str(uid),
                     "converged.dev/run-as-group": str(gid),
@@ -98,6 +153,7 @@ def build_user_objects(layout: Layout, user: str, uid: int, gid: int) -> list[di
                 },
             },
         },
+        *build_shared_claim(user, layout.shared),
         {
             "apiVersion": "kueue.x-k8s.io/v1beta2",
             "kind": "LocalQueue",
@@ -112,7 +168,7 @@ def build_user_objects(layout: Layout, user: str, uid: int, gid: int) -> list[di
                 "image": images.step(layout).stable_ref,  # Kubernetes-backed steps
                 "slurmImage": str(apptainer.stable_sif(layout)),  # Slurm-backed steps, under Apptainer
                 "localQueue": QUEUE,
-                "sharedPaths": str(layout.shared),
+                "sharedPaths": f"{layout.shared}={SHARED_CLAIM}",  # PATH=CLAIM: pods mount the claim
                 "controllerUid": "10001",  # the daemon's runAsUser (deploy/kubernetes/deployment.yaml)
             },
         },
@@ -135,7 +191,12 @@ def build_site_objects(
 ) -> list[dict[str, Any]]:
     """`tokens`: JWT by (SlurmCluster, user)."""
     objects: list[dict[str, Any]] = [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SYSTEM_NS}},
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": SYSTEM_NS, "labels": dict(RESTRICTED)},
+        },
+        *build_shared_claim(SYSTEM_NS, layout.shared),  # the daemon's (deploy/local/site/daemon.yaml)
         *(
             {
                 "apiVersion": "v1",

@@ -2,9 +2,10 @@
 runs the allocation's agent in the step image; and the script of each step, which the agent runs as a
 process of that pod (no image pull, no pod start, no Kueue admission per step).
 
-The pod requests `slots` x one slot's CPUs, memory and GPUs, mounts the shared paths, runs as the
-namespace's identity, and has the allocation's runtime as its deadline. The Job is owned by the
-StepAllocation (deleted with it) and carries the allocation's UID, so a crash never makes two.
+The pod requests `slots` x one slot's CPUs, memory and GPUs, mounts the namespace's shared claims, runs
+as the namespace's identity under Pod Security `restricted`, and has the allocation's runtime as its
+deadline. The Job is owned by the StepAllocation (deleted with it) and carries the allocation's UID, so
+a crash never makes two.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from converged_bridge.allocation.warm import build_warm_command
 from converged_bridge.api.stepallocation import StepAllocation
 from converged_bridge.api.workflowstep import WorkflowStep
 from converged_bridge.backends.kueue.operators.common import BuiltObject, KueueSite, build_object_name_from
+from converged_bridge.backends.kueue.operators.security import secure_pod_spec
+from converged_bridge.backends.kueue.operators.shared import build_shared_mounts, build_shared_volumes
 from converged_bridge.errors import InvalidStep
 from converged_bridge.wire import (
     ALLOCATION_UID_LABEL,
@@ -90,20 +93,14 @@ def build_allocation_job(alloc: StepAllocation, site: KueueSite, paths: Allocati
     }
     pod: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
     who = site.run_as
-    if who is not None:
-        pod["securityContext"] = {"runAsUser": who.uid, "runAsGroup": who.gid, "runAsNonRoot": who.uid != 0}
-        if who.name:
-            container["env"] = [{"name": n, "value": who.name} for n in ("USER", "LOGNAME")]
+    if who is not None and who.name:
+        container["env"] = [{"name": n, "value": who.name} for n in ("USER", "LOGNAME")]
     if slot.gpu_model:
         pod["nodeSelector"] = {GPU_MODEL_LABEL: slot.gpu_model}
-    if site.shared_paths:
-        container["volumeMounts"] = [
-            {"name": f"shared-{i}", "mountPath": p} for i, p in enumerate(site.shared_paths)
-        ]
-        pod["volumes"] = [
-            {"name": f"shared-{i}", "hostPath": {"path": p, "type": "Directory"}}
-            for i, p in enumerate(site.shared_paths)
-        ]
+    if site.shared_volumes:
+        container["volumeMounts"] = build_shared_mounts(site.shared_volumes)
+        pod["volumes"] = build_shared_volumes(site.shared_volumes)
+    secure_pod_spec(pod, *((who.uid, who.gid) if who else (None, None)))  # Pod Security `restricted`
     body = {
         "apiVersion": JOBS.api_version,
         "kind": JOBS.kind,

@@ -286,13 +286,14 @@ class KueueBackend:
 
 def map_run_as(namespaces: Iterable[Mapping[str, Any]]) -> dict[str, RunAs]:
     """namespace -> who its pods run as, from the admin's run-as annotations; a namespace without a valid
-    uid and gid has none (its pods run as their image says). Pure."""
+    uid and gid has none (its pods run as their image says, never root). Root (uid 0) is not valid: Pod
+    Security `restricted` refuses pods that ask for it. Pure."""
     out: dict[str, RunAs] = {}
     for ns in namespaces:
         meta = ns.get("metadata") or {}
         notes = meta.get("annotations") or {}
         uid, gid = notes.get(RUN_AS_USER_ANNOTATION), notes.get(RUN_AS_GROUP_ANNOTATION)
-        if isinstance(uid, str) and uid.isdigit() and isinstance(gid, str) and gid.isdigit():
+        if isinstance(uid, str) and uid.isdigit() and int(uid) and isinstance(gid, str) and gid.isdigit():
             name = notes.get(RUN_AS_NAME_ANNOTATION)
             out[str(meta.get("name"))] = RunAs(
                 int(uid), int(gid), name if isinstance(name, str) and name else None

@@ -15,6 +15,12 @@ from typing import Any
 
 from converged_bridge.api.workflowstep import WorkflowStep
 from converged_bridge.backends.kueue.operators.rule_images import build_rule_image_parts
+from converged_bridge.backends.kueue.operators.security import secure_pod_spec
+from converged_bridge.backends.kueue.operators.shared import (
+    SharedVolume,
+    build_shared_mounts,
+    build_shared_volumes,
+)
 from converged_bridge.errors import InvalidStep
 from converged_bridge.wire import (
     API_VERSION,
@@ -48,7 +54,8 @@ class KueueSite:
     """How this site runs steps on Kubernetes (controller settings, not per step)."""
 
     default_local_queue: str = "default"
-    shared_paths: tuple[str, ...] = ()  # hostPath mounts at the same path in every pod (a shared filesystem)
+    # the shared filesystem: claims of the step's namespace, mounted at the same path in every pod
+    shared_volumes: tuple[SharedVolume, ...] = ()
     image_pull_policy: str = "IfNotPresent"
     extra_labels: dict[str, str] = field(default_factory=dict)
     # who the step's pods run as: its namespace's identity on the shared filesystem, from the
@@ -159,10 +166,8 @@ def build_container(step: WorkflowStep, site: KueueSite, name: str = "step") -> 
         container["env"] = env
     if spec.working_dir:
         container["workingDir"] = spec.working_dir
-    if site.shared_paths:
-        container["volumeMounts"] = [
-            {"name": f"shared-{i}", "mountPath": p} for i, p in enumerate(site.shared_paths)
-        ]
+    if site.shared_volumes:
+        container["volumeMounts"] = build_shared_mounts(site.shared_volumes)
     return container
 
 
@@ -173,29 +178,25 @@ def build_pod_spec(
     init_containers: list[dict[str, Any]] | None = None,
     volumes: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The pod of one node of the step, as `site.run_as` when the namespace has an identity.
+    """The pod of one node of the step, as `site.run_as` when the namespace has an identity; every
+    container and initContainer passes Pod Security `restricted` (security.py).
     `init_containers` (sidecars among them) and `volumes` come on top of the shared filesystem's."""
     pod: dict[str, Any] = {"restartPolicy": "Never", "containers": containers}
     if init_containers:
         pod["initContainers"] = init_containers
     who = site.run_as
-    if who is not None:
-        pod["securityContext"] = {"runAsUser": who.uid, "runAsGroup": who.gid, "runAsNonRoot": who.uid != 0}
-        if who.name:
-            for container in [*(init_containers or []), *containers]:
-                env = container.setdefault("env", [])
-                named = {e["name"] for e in env}
-                env += [{"name": n, "value": who.name} for n in ("USER", "LOGNAME") if n not in named]
+    if who is not None and who.name:
+        for container in [*(init_containers or []), *containers]:
+            env = container.setdefault("env", [])
+            named = {e["name"] for e in env}
+            env += [{"name": n, "value": who.name} for n in ("USER", "LOGNAME") if n not in named]
     if step.spec.resources.gpu_model:
         pod["nodeSelector"] = {GPU_MODEL_LABEL: step.spec.resources.gpu_model}
-    if site.shared_paths:
-        pod["volumes"] = [
-            {"name": f"shared-{i}", "hostPath": {"path": p, "type": "Directory"}}
-            for i, p in enumerate(site.shared_paths)
-        ]
+    if site.shared_volumes:
+        pod["volumes"] = build_shared_volumes(site.shared_volumes)
     if volumes:
         pod["volumes"] = [*pod.get("volumes", []), *volumes]
-    return pod
+    return secure_pod_spec(pod, *((who.uid, who.gid) if who else (None, None)))
 
 
 def deadline_seconds(step: WorkflowStep) -> int | None:

@@ -2,6 +2,11 @@
 
 MiniCluster is not a Kueue integration: Kueue manages the indexed batch Job the Flux operator creates,
 so the queue label goes to `spec.jobLabels` and that Job's Workload carries the admission.
+
+Its pods are the Flux operator's to build: the MiniCluster asks for Pod Security `restricted` through
+the fields it has (the pod's securityContext, the step container's and the flux-view initContainer's)
+and mounts the namespace's shared claims. Whether Flux itself runs so is not checked (no Flux operator
+on the local site).
 """
 
 from __future__ import annotations
@@ -20,6 +25,10 @@ from converged_bridge.backends.kueue.operators.common import (
     deadline_seconds,
 )
 from converged_bridge.backends.kueue.operators.kind import OperatorKind
+from converged_bridge.backends.kueue.operators.security import (
+    build_container_security_context,
+    build_pod_security_context,
+)
 from converged_bridge.wire import GPU_MODEL_LABEL, JOBS, MINICLUSTERS
 
 
@@ -37,6 +46,7 @@ def build_minicluster(step: WorkflowStep, site: KueueSite) -> BuiltObject:
         "command": shlex.join(step.spec.command),  # Flux takes a command line; every word quoted
         "resources": container["resources"],
         "pullAlways": site.image_pull_policy == "Always",
+        "securityContext": build_container_security_context(),
     }
     if step.spec.working_dir:
         flux_container["workingDir"] = step.spec.working_dir
@@ -50,9 +60,9 @@ def build_minicluster(step: WorkflowStep, site: KueueSite) -> BuiltObject:
         flux_container["environment"] = plain
     if secrets:
         flux_container["secrets"] = secrets
-    if site.shared_paths:
+    if site.shared_volumes:
         flux_container["volumes"] = {
-            f"shared-{i}": {"path": p, "hostPath": p} for i, p in enumerate(site.shared_paths)
+            f"shared-{i}": {"path": v.path, "claimName": v.claim} for i, v in enumerate(site.shared_volumes)
         }
     spec: dict[str, Any] = {
         "size": r.nodes,
@@ -60,9 +70,15 @@ def build_minicluster(step: WorkflowStep, site: KueueSite) -> BuiltObject:
         "interactive": False,
         "jobLabels": build_labels(step, site),
         "containers": [flux_container],
+        "flux": {"container": {"securityContext": build_container_security_context()}},
+    }
+    who = site.run_as
+    pod: dict[str, Any] = {
+        "securityContext": build_pod_security_context(who.uid if who else None, who.gid if who else None)
     }
     if r.gpu_model:
-        spec["pod"] = {"nodeSelector": {GPU_MODEL_LABEL: r.gpu_model}}
+        pod["nodeSelector"] = {GPU_MODEL_LABEL: r.gpu_model}
+    spec["pod"] = pod
     deadline = deadline_seconds(step)
     if deadline:
         spec["deadlineSeconds"] = deadline

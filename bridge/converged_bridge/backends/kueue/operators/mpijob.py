@@ -4,10 +4,12 @@ The launcher runs the step's command once, as a Slurm batch script does on the f
 allocation; the command launches the ranks itself. `CONVERGED_MPIRUN` tells it how, on every backend:
 here `mpirun -np <tasks>` (OpenMPI reads the operator's hostfile and reaches the workers over SSH, by
 the names cluster DNS gives them). Launcher and workers run as the namespace's identity, like every
-other pod of the step, so what the ranks write belongs to the user:
+other pod of the step, so what the ranks write belongs to the user, and under Pod Security `restricted`
+(never root, no capabilities, no privilege escalation, seccomp RuntimeDefault; common.py):
 - OpenSSH wants a passwd entry for that uid, which an image does not have: both wrap their command in
   nss_wrapper (libnss-wrapper) with a passwd that has one;
-- a worker's sshd runs unprivileged, on port 2222, with a host key made at start;
+- a worker's sshd runs as that user (it needs no privilege to let in only its own user: no privilege
+  separation, no PAM), on port 2222 (no capability to bind below 1024), with a host key made at start;
 - the operator mounts the job's SSH keys at sshAuthMountPath (root's ~/.ssh only gets mode 0600): the
   launcher copies the private key to a 0600 file that the image's ssh_config names (IdentityFile), and
   sshd reads authorized_keys there.
@@ -44,14 +46,12 @@ _IDENTITY_SETUP = (
     'echo "$USER:x:$(id -g):" >> /tmp/group; fi; '
     "export LD_PRELOAD=libnss_wrapper.so NSS_WRAPPER_PASSWD=/tmp/passwd NSS_WRAPPER_GROUP=/tmp/group; "
 )
-# sshd for the launcher's mpirun: unprivileged when the pod is, StrictModes off (a Secret volume's
+# sshd for the launcher's mpirun: as the pod's user (never root), StrictModes off (a Secret volume's
 # directory is mode 1777), the job's authorized_keys
 WORKER_COMMAND = [
     "/bin/sh",
     "-c",
     _IDENTITY_SETUP
-    # as root, sshd wants its privilege-separation directory; unprivileged, it has none
-    + '{ [ "$(id -u)" != 0 ] || mkdir -p /run/sshd; } && '
     + "ssh-keygen -q -t ed25519 -N '' -f /tmp/ssh_host_ed25519_key && "
     + f"exec /usr/sbin/sshd -De -p {SSH_PORT} -h /tmp/ssh_host_ed25519_key -o PidFile=/tmp/sshd.pid "
     + f"-o StrictModes=no -o UsePAM=no -o AuthorizedKeysFile={SSH_DIR}/authorized_keys",
@@ -88,9 +88,6 @@ def build_mpijob(step: WorkflowStep, site: KueueSite) -> BuiltObject:
     launcher["env"] = [
         *launcher.get("env", []),
         {"name": MPIRUN_ENV, "value": f"mpirun -np {r.tasks}"},
-        # a pod with no run-as identity runs as root, which OpenMPI refuses unless told twice
-        {"name": "OMPI_ALLOW_RUN_AS_ROOT", "value": "1"},
-        {"name": "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "value": "1"},
     ]
     # the launcher waits on mpirun while the workers hold the ranks' CPUs: it asks for memory only
     launcher["resources"] = {"requests": {"memory": "64Mi"}, "limits": {"memory": "512Mi"}}
