@@ -120,7 +120,9 @@ def test_hpc2_root_trusts_the_site_ca(layout: Layout) -> None:
     lines = root.build_enter_script(root.root_spec(layout)).splitlines()
     target = f'"$r"{root.SITE_CA}'
     mount = lines.index(f"mount --bind {layout.pki / 'ca.crt'} {target}")
-    assert lines.index('mkdir -p "$r"/etc/ssl/certs') < lines.index(f"[ -e {target} ] || : > {target}") < mount
+    assert (
+        lines.index('mkdir -p "$r"/etc/ssl/certs') < lines.index(f"[ -e {target} ] || : > {target}") < mount
+    )
     assert lines[mount + 1] == f"mount -o remount,bind,ro {target}"
     assert root.SITE_CA.parent == Path("/etc/ssl/certs")  # Go reads every file there, not only the bundle
 

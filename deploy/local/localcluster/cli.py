@@ -71,6 +71,9 @@ def up(layout: Layout) -> None:
         slurm_done.result()
     # the site, as an admin sets it up: Slurm and Kubernetes both serve by now
     registry.up(layout, site.USERS)
+    step = images.step(layout)  # published as <registry>/site/step: a base for the users' own images
+    digest = (step.dir / "manifest-digest").read_text().strip()
+    registry.publish(layout, "step", step.archive, (step.tag, images.STABLE_TAG), digest)
     userenv.up(layout, site.USERS)
     site.up(layout)
     print(f"local converged cluster up in {time.monotonic() - start:.1f}s", file=sys.stderr)

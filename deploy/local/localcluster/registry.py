@@ -45,6 +45,7 @@ SERVICE_USER = "docker-registry"  # the package's system user: owns the storage,
 REALM = "converged site registry"
 CA_TRUST = Path("/usr/local/share/ca-certificates/converged-local-ca.crt")
 HOSTS = Path("/etc/hosts")
+SITE_USER = "site"  # the site's own images, under <registry>/site/ (the step image: a base for users')
 REGISTRY_NAME = "registry"  # procs names of the two daemons
 NGINX_NAME = "registry-nginx"
 
@@ -284,7 +285,8 @@ def up(layout: Layout, users: tuple[str, ...]) -> None:
     registry_changed = _write(p.config, build_config(p))
     nginx_changed = _write(p.nginx_conf, build_nginx_conf(layout, p))
     # read by nginx's workers at each request: a new user needs no restart
-    _write(p.htpasswd, build_htpasswd({u: _hash(layout, u) for u in users}), 0o600, SERVICE_USER)
+    accounts = (*users, SITE_USER)
+    _write(p.htpasswd, build_htpasswd({u: _hash(layout, u) for u in accounts}), 0o600, SERVICE_USER)
     if registry_changed:
         procs.stop(layout, REGISTRY_NAME)
     if nginx_changed:
@@ -293,6 +295,40 @@ def up(layout: Layout, users: tuple[str, ...]) -> None:
         p.socket.unlink(missing_ok=True)  # left by a registry that was killed: it would refuse to listen
     procs.start_and_wait(layout, _registry_daemon(p), lambda: (p.socket.exists(), ""), 30)
     procs.start_and_wait(layout, _nginx_daemon(p), lambda: probe(layout), 30)
+
+
+def manifest_digest(layout: Layout, repository: str, tag: str) -> str | None:
+    """The digest `repository:tag` names in the registry (an anonymous HEAD), None if it has none."""
+    url = f"https://{address(layout)}/v2/{repository}/manifests/{tag}"
+    accept = (
+        "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
+    )
+    req = urllib.request.Request(url, method="HEAD", headers={"Accept": accept})
+    ctx = ssl.create_default_context(cafile=str(layout.pki / "ca.crt"))
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:  # noqa: S310 - the site's URL
+            digest = resp.headers.get("Docker-Content-Digest")
+    except OSError:
+        return None
+    return str(digest) if digest else None
+
+
+def publish(layout: Layout, name: str, archive: Path, tags: tuple[str, ...], digest: str) -> None:
+    """Push the site's OCI archive `archive` (one manifest, `digest`, named by each of `tags`) as
+    <registry>/site/<name>:<tag>, unless every tag already names that digest. The archive's layer is
+    pushed as it is (uncompressed: on loopback, compressing would only cost time), so the registry's
+    manifest is the archive's, with the same digest."""
+    repository = f"{SITE_USER}/{name}"
+    missing = [t for t in tags if manifest_digest(layout, repository, t) != digest]
+    if not missing:
+        return
+    authfile = paths(layout).passwords / f"{SITE_USER}-auth.json"
+    _write(authfile, build_auth_json(address(layout), SITE_USER, password(layout, SITE_USER)), mode=0o600)
+    first = f"docker://{address(layout)}/{repository}:{missing[0]}"
+    copy = ["skopeo", "copy", "--quiet", "--preserve-digests", f"--authfile={authfile}"]
+    procs.run([*copy, f"oci-archive:{archive}:{missing[0]}", first], timeout=900)
+    for tag in missing[1:]:  # every blob is there: only the manifest is put
+        procs.run([*copy, first, f"docker://{address(layout)}/{repository}:{tag}"], timeout=300)
 
 
 def down(layout: Layout) -> None:
