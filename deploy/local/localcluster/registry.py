@@ -39,7 +39,7 @@ from .procs import Daemon
 
 # buildah and skopeo: what a user builds and pushes with (rootless; uidmap gives her subordinate ids);
 # busybox-static: a shell and coreutils to put in an image built FROM scratch
-PACKAGES = ["docker-registry", "nginx", "buildah", "skopeo", "uidmap", "busybox-static"]
+PACKAGES = ["docker-registry", "nginx", "ca-certificates", "buildah", "skopeo", "uidmap", "busybox-static"]
 HOST = "registry.converged.local"
 SERVICE_USER = "docker-registry"  # the package's system user: owns the storage, runs nginx's workers
 REALM = "converged site registry"
