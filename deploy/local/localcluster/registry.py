@@ -19,7 +19,10 @@ the repository's first component, no token issuer of our own to write, run and k
   (~/.config/containers/auth.json, ~/.apptainer/docker-config.json); never in a spec, status or log.
 - Trust: the site's CA goes into the host's trust store (update-ca-certificates: Go programs as Apptainer
   and skopeo, Python, curl), into hpc2's root (hpc2/root.py binds it into /etc/ssl/certs, which Go reads
-  file by file) and into containerd's hosts.toml for this registry (containerd.py).
+  file by file) and into containerd's hosts.toml for this registry (containerd.py). System roots, not
+  /etc/containers/certs.d: Apptainer 1.5 pulls `docker://` with go-containerregistry, which reads only
+  Go's system roots.
+- The site's own account, `site`, publishes the step image as `site/step` (a base for users' images).
 """
 
 from __future__ import annotations
