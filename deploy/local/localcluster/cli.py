@@ -27,6 +27,7 @@ from . import (
     operators,
     packages,
     procs,
+    registry,
     site,
     slurm,
     userenv,
@@ -52,7 +53,8 @@ def up(layout: Layout) -> None:
     layout.ensure()
     build(layout)
     # one apt-get run for every component, before any of them runs beside another
-    packages.ensure([*slurm.PACKAGES, *containerd.PACKAGES, *images.PACKAGES])
+    packages.ensure([*slurm.PACKAGES, *containerd.PACKAGES, *images.PACKAGES, *registry.PACKAGES])
+    registry.trust(layout)  # the site's CA trusted and the registry's name known before any node starts
     with ThreadPoolExecutor(max_workers=2) as pool:
         slurm_done = pool.submit(_slurm_up, layout)  # Slurm comes up beside the Kubernetes side
         images_done = pool.submit(images.build_all, layout)  # cached by recipe: slow only when it changed
@@ -68,7 +70,11 @@ def up(layout: Layout) -> None:
         kwok.up(layout)
         slurm_done.result()
     # the site, as an admin sets it up: Slurm and Kubernetes both serve by now
-    userenv.up(layout)
+    registry.up(layout, site.USERS)
+    step = images.step(layout)  # published as <registry>/site/step: a base for the users' own images
+    digest = (step.dir / "manifest-digest").read_text().strip()
+    registry.publish(layout, "step", step.archive, (step.tag, images.STABLE_TAG), digest)
+    userenv.up(layout, site.USERS)
     site.up(layout)
     print(f"local converged cluster up in {time.monotonic() - start:.1f}s", file=sys.stderr)
 
@@ -86,6 +92,7 @@ def down(layout: Layout) -> None:
         component.down(layout)  # kubelet drains through the API server, so kube goes down last
     hpc2.down(layout)  # before hpc1's Slurm: it uses hpc1's munged and MariaDB
     slurm.down(layout)
+    registry.down(layout)
     left = [name for name in procs.started_names(layout) if procs.running(layout, name) is not None]
     for name in left:  # anything else we started, by pid file
         procs.stop(layout, name)
@@ -107,7 +114,7 @@ def reset(layout: Layout) -> None:
 
 def health(layout: Layout) -> list[tuple[str, bool, str]]:
     rows: list[tuple[str, bool, str]] = []
-    for component in (*KUBE_SIDE, slurm, apptainer, hpc2, userenv, site):
+    for component in (*KUBE_SIDE, slurm, apptainer, hpc2, registry, userenv, site):
         rows += component.health(layout)
     return rows
 
@@ -121,6 +128,7 @@ def env(layout: Layout) -> dict[str, str]:
     out.update(apptainer.env(layout))
     out.update(site.env(layout))
     out.update(containerd.env(layout))
+    out.update(registry.env(layout))
     return out
 
 

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import mounts, packages, pki, procs
+from . import mounts, packages, pki, procs, registry
 from .layout import Layout
 from .procs import ClusterError, Daemon
 
@@ -54,6 +54,11 @@ class Paths:
     @property
     def ipam(self) -> Path:
         return self.base / "ipam"
+
+    @property
+    def certs_d(self) -> Path:
+        """The CRI's registry hosts directory (config_path): <host:port>/hosts.toml per registry."""
+        return self.base / "certs.d"
 
     @property
     def runc_root(self) -> Path:
@@ -125,7 +130,19 @@ disabled_plugins = [
   max_conf_num = 1
 
 [{cri}.registry]
-  config_path = ""
+  config_path = "{p.certs_d}"
+"""
+
+
+def build_hosts_toml(registry_address: str, ca: Path) -> str:
+    """hosts.toml of the site registry (pure): TLS verified with the site's CA, pulls only (no push
+    from the node; anonymous: reads are open to the site, so pods need no imagePullSecret)."""
+    return f"""# Written by deploy/local/localcluster/containerd.py; edits are overwritten.
+server = "https://{registry_address}"
+
+[host."https://{registry_address}"]
+  capabilities = ["pull", "resolve"]
+  ca = "{ca}"
 """
 
 
@@ -206,6 +223,9 @@ def up(layout: Layout, sandbox_image: str) -> None:
     for d in (p.base, p.root, p.state, p.cni_conf, p.ipam):
         d.mkdir(parents=True, exist_ok=True)
     changed = _write(p.config, build_config(p, sandbox_image))
+    # read at each pull: a new or changed hosts.toml needs no restart
+    site_registry = registry.address(layout)
+    _write(p.certs_d / site_registry / "hosts.toml", build_hosts_toml(site_registry, layout.pki / "ca.crt"))
     changed |= _write(p.cni_conf / "10-converged.conflist", json.dumps(build_cni_config(p), indent=2) + "\n")
     _ensure_bridge()
     if changed:

@@ -47,6 +47,7 @@ class Ports:
     hpc2_slurmdbd: int = 6919
     hpc2_slurmrestd: int = 6920
     hpc2_slurmd_base: int = 17101
+    registry: int = 5443  # the site registry (nginx, TLS), at registry.converged.local
 
 
 @dataclass(frozen=True)

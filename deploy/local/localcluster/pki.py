@@ -33,6 +33,13 @@ def _ca(pki: Path) -> None:
     )
 
 
+def ca(pki: Path) -> Path:
+    """The site's CA certificate, made if missing."""
+    pki.mkdir(parents=True, exist_ok=True)
+    _ca(pki)
+    return pki / "ca.crt"
+
+
 def cert(pki: Path, name: str, subject: str, sans: list[str] | None = None, server: bool = False) -> None:
     """Create pki/<name>.{key,crt} signed by the CA unless it exists with the same subject and SANs."""
     ext = pki / f"{name}.ext"

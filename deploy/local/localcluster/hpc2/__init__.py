@@ -255,6 +255,9 @@ def up(layout: Layout) -> None:
     if not built(layout):
         raise ClusterError(f"hpc2's root is not built at {root.root_dir(layout)} (cluster build makes it)")
     changed = prepare(layout)
+    if "root" in changed:
+        for name in _daemon_names(layout):
+            procs.stop(layout, name)
     if "slurm" in changed:
         for name in _daemon_names(layout)[:-1]:
             procs.stop(layout, name)

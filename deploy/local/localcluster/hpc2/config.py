@@ -6,6 +6,7 @@ from __future__ import annotations
 from ..layout import HERE, Layout
 from ..slurm.config import build_slurmdbd_conf
 from ..slurm.files import mkdir, secret, write
+from .root import build_enter_script, root_spec
 from .shape import CLUSTER, DB_NAME, DB_USER, PARTITIONS, SLURM_USER, nodes, paths
 
 
@@ -88,7 +89,7 @@ def slurmdbd_conf(layout: Layout, password: str) -> str:
 
 def prepare(layout: Layout) -> set[str]:
     """Directories, secrets and configs. Returns the groups whose config changed: "slurmdbd",
-    "slurm" (slurmctld, slurmd, slurmrestd)."""
+    "slurm" (slurmctld, slurmd, slurmrestd), "root" (every daemon: the root's binds)."""
     p = paths(layout)
     layout.ensure()
     mkdir(p.base, None, 0o755)
@@ -108,6 +109,9 @@ def prepare(layout: Layout) -> set[str]:
     # sid's apptainer.conf allows setuid and gives root full capabilities; hpc2 runs hpc1's settings
     write(p.apptainer_conf, (HERE / "apptainer.conf").read_bytes(), None, 0o644)
     changed: set[str] = set()
+    # what every daemon's root is made of (binds): its daemons see a new one only when restarted
+    if write(p.base / "enter-root.sh", build_enter_script(root_spec(layout)), None, 0o644):
+        changed.add("root")
     if write(p.etc / "slurmdbd.conf", slurmdbd_conf(layout, password), SLURM_USER, 0o600):
         changed.add("slurmdbd")
     if any([write(p.etc / "slurm.conf", slurm_conf(layout)), write(p.etc / "cgroup.conf", cgroup_conf())]):

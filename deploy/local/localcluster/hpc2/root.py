@@ -24,6 +24,7 @@ from ..layout import Layout
 from .shape import paths
 
 ENV_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+SITE_CA = Path("/etc/ssl/certs/converged-local-ca.pem")
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,9 @@ def root_spec(layout: Layout, tmp: Path | None = None) -> RootSpec:
             *((Path(f), Path(f)) for f in ("/etc/passwd", "/etc/group", "/etc/shadow", "/etc/gshadow")),
             (Path("/etc/hosts"), Path("/etc/hosts")),
             (p.apptainer_conf, Path("/etc/apptainer/apptainer.conf")),
+            # the site's CA, which signs the site registry's certificate: Go (Apptainer's `docker://`
+            # pulls) reads every file of /etc/ssl/certs beside the bundle
+            (layout.pki / "ca.crt", SITE_CA),
         ),
         etc_slurm=p.etc,
         tmp=tmp,
@@ -89,7 +93,11 @@ def build_enter_script(spec: RootSpec) -> str:
         target = f'"$r"{q(str(inside))}'
         if not file:  # a host directory may not exist yet (the images, on a fresh machine): made empty
             lines.append(f"mkdir -p {q(str(host))}")
-        lines.append(f"[ -e {target} ] || : > {target}" if file else f"mkdir -p {target}")
+        if file:  # its directory too: the site's CA goes into /etc/ssl/certs, which sid's tree may lack
+            lines.append(f'mkdir -p "$r"{q(str(inside.parent))}')
+            lines.append(f"[ -e {target} ] || : > {target}")
+        else:
+            lines.append(f"mkdir -p {target}")
         lines.append(f"mount --bind {q(str(host))} {target}")
         if read_only:
             lines.append(f"mount -o remount,bind,ro {target}")
