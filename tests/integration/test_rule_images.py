@@ -1,6 +1,7 @@
 """Each rule in its own image (issue 23), as a user runs it: alice, in her directory on the shared
 filesystem, `snakemake --executor converged --sdm apptainer` with no converged flags but where the steps
-go, driven by the site's deployed controller.
+go, driven by the site's deployed controller; on Slurm from a local directory image, on Kubernetes from
+an image she built and pushed to the site registry.
 
 The rule image here holds busybox and nothing else (no bash, no Python, no snakemake), as published tool
 images often do: its rules must still run in it, their log: and outputs must appear, a rule without a
@@ -103,6 +104,53 @@ def test_on_slurm_rules_run_in_their_own_image_without_snakemake(
     assert log[1].split() == ["NoNewPrivs:", "1"]  # Apptainer on the node, as alice
     assert (run_dir / "plain.txt").read_text() == "snakemake\n"  # no container: the site's step image
     assert os.stat(run_dir / "counted.txt").st_uid == os.stat(run_dir).st_uid  # written as alice
+
+
+def pushed_busybox(cluster_env: dict[str, str], into: Path) -> str:
+    """alice's busybox-only image, built rootless with buildah and pushed under her name (as the README's
+    walk-through does); its docker:// URL."""
+    ctx = into / "image"
+    (ctx / "bin").mkdir(parents=True)
+    shutil.copy(shutil.which("busybox") or "/bin/busybox", ctx / "bin" / "busybox")
+    subprocess.run([str(ctx / "bin" / "busybox"), "--install", "-s", str(ctx / "bin")], check=True)
+    (ctx / "Containerfile").write_text('FROM scratch\nCOPY bin /bin\nCMD ["/bin/sh"]\n')
+    subprocess.run(["chown", "-R", f"{USER}:{USER}", str(ctx)], check=True)
+    ref = f"{cluster_env['CONVERGED_REGISTRY']}/{USER}/busybox:{uuid.uuid4().hex[:8]}"
+    for argv in (f"buildah bud --quiet -t {ref} .", f"buildah push --quiet {ref}"):
+        done = as_user(USER, argv, cwd=shlex.quote(str(ctx)))
+        assert done.returncode == 0, done.stderr
+    return f"docker://{ref}"
+
+
+def test_on_kubernetes_rules_run_in_their_own_image_pulled_from_the_site_registry(
+    cluster_env: dict[str, str], run_dir: Path
+) -> None:
+    tools = pushed_busybox(cluster_env, run_dir)
+    write(run_dir / "Snakefile", SNAKEFILE.format(tools=tools))
+    done = snakemake(run_dir, "kueue")
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert (run_dir / "words.txt").read_text() == "one two three\nno-python\n"
+    assert (run_dir / "counted.txt").read_text().strip() == "3"
+    log = (run_dir / "logs" / "count.log").read_text().splitlines()
+    assert log[0].startswith("BusyBox v1.")
+    assert log[1].split() == ["NoNewPrivs:", "1"]  # Pod Security restricted
+    assert (run_dir / "plain.txt").read_text() == "snakemake\n"
+
+
+def test_on_kubernetes_an_image_nobody_pushed_stops_the_run_before_anything_is_submitted(
+    cluster_env: dict[str, str], run_dir: Path
+) -> None:
+    missing = f"docker://{cluster_env['CONVERGED_REGISTRY']}/{USER}/never-pushed:{uuid.uuid4().hex[:8]}"
+    write(run_dir / "Snakefile", FAILING.format(tools=missing))
+    before = step_names()
+    done = snakemake(run_dir, "kueue")
+    assert done.returncode != 0
+    assert "Failed to pull singularity image" in done.stdout + done.stderr
+    assert step_names() == before
+
+
+def step_names() -> set[str]:
+    return set(as_user(USER, "kubectl get wfs -o name").stdout.split())
 
 
 def test_on_slurm_a_failing_command_in_a_rule_image_fails_its_step_with_its_exit_code(

@@ -183,6 +183,16 @@ def test_host_mode_hands_apptainers_own_argv_to_the_runtime_with_search_paths_co
     assert (copies / "item_0" / "snakemake" / "__init__.py").read_text() == "# driver's snakemake\n"
 
 
+@pytest.mark.parametrize(("shell", "expected"), [("bash", "bash"), ("no-such-shell", "sh")])
+def test_a_rules_shell_falls_back_to_sh_where_the_image_lacks_it(shell: str, expected: str) -> None:
+    """snakemake asks for bash; an image of busybox alone still runs the command, with its sh."""
+    if expected == "bash" and shutil.which("bash") is None:
+        pytest.fail("bash is needed for this test")
+    argv = shim.any_shell([shell, "-c", 'echo "$1 ${BASH_VERSION:+bash}${BASH_VERSION:+}"', "x", "arg"])
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True)
+    assert done.stdout == f"arg {expected if expected == 'bash' else ''}\n"
+
+
 def test_the_driver_prelude_installs_the_shim_first_on_path(tmp_path: Path) -> None:
     parts = build_pod_handover(
         ["/p/a.simg", "/p/b.simg"], ["sh", "-c", "command -v apptainer; apptainer --version"]

@@ -152,6 +152,17 @@ def build_pod_script(options: Sequence[str], command: Sequence[str], cwd: str, e
     return "\n".join(lines) + "\n"
 
 
+# snakemake runs `bash -c CMD` in a rule's image; many tool images have only a POSIX sh
+_ANY_SHELL = 'if command -v "$0" >/dev/null 2>&1; then exec "$0" "$@"; fi; exec sh "$@"'
+
+
+def any_shell(command: Sequence[str]) -> list[str]:
+    """`command` (shell, args...) run by that shell where the image has it, else by `sh`."""
+    if not command or command[0] == "sh":
+        return list(command)
+    return ["sh", "-c", _ANY_SHELL, *command]
+
+
 def build_host_script(arguments: Sequence[str], cwd: str, env: Mapping[str, str]) -> str:
     """run.sh for Slurm's runner: Apptainer's own command line, run by the real one on the node from the
     directory snakemake ran it in (a shadow rule's own, say), which the container starts in."""
@@ -243,7 +254,7 @@ def main(argv: Sequence[str], environ: Mapping[str, str]) -> int:
     env = carried_environment(environ)
     if environ.get("CONVERGED_HANDOVER_MODE") == "host":
         options = rewrite_binds(options, copies)
-        script = build_host_script(["exec", *options, image, *command], os.getcwd(), env)
+        script = build_host_script(["exec", *options, image, *any_shell(command)], os.getcwd(), env)
         return hand_over(handover, "queue", script)
     queue = images.get(image)
     if queue is None:
