@@ -141,16 +141,13 @@ def test_on_kubernetes_an_image_nobody_pushed_stops_the_run_before_anything_is_s
     cluster_env: dict[str, str], run_dir: Path
 ) -> None:
     missing = f"docker://{cluster_env['CONVERGED_REGISTRY']}/{USER}/never-pushed:{uuid.uuid4().hex[:8]}"
-    write(run_dir / "Snakefile", FAILING.format(tools=missing))
-    before = step_names()
+    rule = f"never_{uuid.uuid4().hex[:8]}"  # no other run has it: its steps would be this run's
+    write(run_dir / "Snakefile", FAILING.replace("rule fails:", f"rule {rule}:").format(tools=missing))
     done = snakemake(run_dir, "kueue")
     assert done.returncode != 0
     assert "Failed to pull singularity image" in done.stdout + done.stderr
-    assert step_names() == before
-
-
-def step_names() -> set[str]:
-    return set(as_user(USER, "kubectl get wfs -o name").stdout.split())
+    steps = as_user(USER, f"kubectl get wfs -o name -l converged.dev/rule={rule}")
+    assert steps.returncode == 0 and steps.stdout.strip() == "", steps
 
 
 def test_on_slurm_a_failing_command_in_a_rule_image_fails_its_step_with_its_exit_code(
