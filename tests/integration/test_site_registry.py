@@ -138,7 +138,7 @@ def test_the_real_nodes_kubelet_pulls_it_for_a_pod_in_alices_namespace(
     image: str, kube_api: client.ApiClient
 ) -> None:
     """As the admin (alice's RBAC has no Pods): a plain Pod pinned to the real node, pulled with no
-    imagePullSecret, run as alice's uid."""
+    imagePullSecret, run as alice's uid under Pod Security "restricted"."""
     core = client.CoreV1Api(kube_api)
     name = f"registry-test-{uuid.uuid4().hex[:8]}"
     uid = uid_of("alice")
@@ -148,7 +148,13 @@ def test_the_real_nodes_kubelet_pulls_it_for_a_pod_in_alices_namespace(
         spec=client.V1PodSpec(
             node_name=REAL_NODE,
             restart_policy="Never",
-            security_context=client.V1PodSecurityContext(run_as_user=uid, run_as_group=uid),
+            # Pod Security "restricted", which the users' namespaces enforce
+            security_context=client.V1PodSecurityContext(
+                run_as_user=uid,
+                run_as_group=uid,
+                run_as_non_root=True,
+                seccomp_profile=client.V1SeccompProfile(type="RuntimeDefault"),
+            ),
             containers=[
                 client.V1Container(
                     name="main",
@@ -156,6 +162,9 @@ def test_the_real_nodes_kubelet_pulls_it_for_a_pod_in_alices_namespace(
                     image_pull_policy="Always",
                     command=["sh", "-c", "echo pulled-by-the-kubelet; id -u"],
                     resources=client.V1ResourceRequirements(requests=requests, limits=requests),
+                    security_context=client.V1SecurityContext(
+                        allow_privilege_escalation=False, capabilities=client.V1Capabilities(drop=["ALL"])
+                    ),
                 )
             ],
         ),
