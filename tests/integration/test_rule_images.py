@@ -56,12 +56,22 @@ rule fails:
 """
 
 
+def install_busybox(bin_dir: Path) -> None:
+    """Debian's static busybox and a relative link per applet (`busybox --install -s` links to the
+    absolute path it was run from, which does not exist inside the image)."""
+    bin_dir.mkdir(parents=True)
+    busybox = bin_dir / "busybox"
+    shutil.copy(shutil.which("busybox") or "/bin/busybox", busybox)
+    applets = subprocess.run([str(busybox), "--list"], capture_output=True, text=True, check=True).stdout
+    for applet in applets.split():
+        if applet != "busybox":
+            (bin_dir / applet).symlink_to("busybox")
+
+
 def busybox_image(into: Path) -> Path:
     """A directory image (Apptainer runs it as is) of busybox alone, owned by the user."""
     root = into / "busybox-root"
-    (root / "bin").mkdir(parents=True)
-    shutil.copy(shutil.which("busybox") or "/bin/busybox", root / "bin" / "busybox")
-    subprocess.run([str(root / "bin" / "busybox"), "--install", "-s", str(root / "bin")], check=True)
+    install_busybox(root / "bin")
     for d in ("tmp", "etc", "proc", "sys", "dev", "root"):
         (root / d).mkdir(exist_ok=True)
     subprocess.run(["chown", "-R", f"{USER}:{USER}", str(root)], check=True)
@@ -110,9 +120,7 @@ def pushed_busybox(cluster_env: dict[str, str], into: Path) -> str:
     """alice's busybox-only image, built rootless with buildah and pushed under her name (as the README's
     walk-through does); its docker:// URL."""
     ctx = into / "image"
-    (ctx / "bin").mkdir(parents=True)
-    shutil.copy(shutil.which("busybox") or "/bin/busybox", ctx / "bin" / "busybox")
-    subprocess.run([str(ctx / "bin" / "busybox"), "--install", "-s", str(ctx / "bin")], check=True)
+    install_busybox(ctx / "bin")
     (ctx / "Containerfile").write_text('FROM scratch\nCOPY bin /bin\nCMD ["/bin/sh"]\n')
     subprocess.run(["chown", "-R", f"{USER}:{USER}", str(ctx)], check=True)
     ref = f"{cluster_env['CONVERGED_REGISTRY']}/{USER}/busybox:{uuid.uuid4().hex[:8]}"
