@@ -61,7 +61,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--version", default="", help="snakemake version (default: the user's snakemake)")
     parser.add_argument("--cache", type=Path, default=default_cache(), help="source distributions' cache")
     parser.add_argument("--base", type=Path, help="run directory (default: a new one of the user's)")
-    parser.add_argument("--parallel", type=int, default=4, help="workflows at once (local: at most 2)")
+    parser.add_argument("--parallel", type=int, default=6, help="workflows at once (local: at most 2)")
     parser.add_argument(
         "--pythonpath",
         default="",
@@ -98,22 +98,23 @@ def main(argv: Sequence[str]) -> int:
         )
 
     outcomes: list[Outcome] = []
-    for mode in modes:
-        if mode == "local":
-            local = min(2, args.parallel)  # the local executor uses the cores of this machine
-            ran = run_all([(w, mode) for w in workflows], base, user=args.user, parallel=local, report=report)
-            workflows = [w for w, o in zip(workflows, ran, strict=True) if o.passed]
-        else:
-            ran = run_all(
-                [(w, mode) for w in workflows],
-                base,
-                user=args.user,
-                parallel=args.parallel,
-                pythonpath=args.pythonpath or None,
-                report=report,
-            )
-        outcomes += ran
+    if "local" in modes:
+        local = min(2, args.parallel)  # the local executor uses the cores of this machine
+        outcomes = run_all(
+            [(w, "local") for w in workflows], base, user=args.user, parallel=local, report=report
+        )
+        workflows = [w for w, o in zip(workflows, outcomes, strict=True) if o.passed]
         write_outcomes(base / "results.json", outcomes)
+    remote = [m for m in modes if m != "local"]
+    outcomes += run_all(
+        [(w, mode) for w in workflows for mode in remote],  # the backends side by side: runs mostly wait
+        base,
+        user=args.user,
+        parallel=args.parallel,
+        pythonpath=args.pythonpath or None,
+        report=report,
+    )
+    write_outcomes(base / "results.json", outcomes)
     summary = render_summary(version, found, outcomes, modes)
     (base / "summary.txt").write_text(summary)
     print(summary, end="")
