@@ -17,6 +17,7 @@ from tests.conformance.runner import (
     Outcome,
     cluster_env,
     make_user_dir,
+    read_outcomes,
     run_all,
     user_snakemake_version,
     write_outcomes,
@@ -63,6 +64,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--base", type=Path, help="run directory (default: a new one of the user's)")
     parser.add_argument("--parallel", type=int, default=6, help="workflows at once (local: at most 2)")
     parser.add_argument(
+        "--local-from",
+        type=Path,
+        help="an earlier run's results.json: its local pass stands for this one's (no local runs)",
+    )
+    parser.add_argument(
         "--pythonpath",
         default="",
         help="PYTHONPATH for the user's snakemake: a checkout's plugin and bridge, to try them before they "
@@ -90,6 +96,8 @@ def main(argv: Sequence[str]) -> int:
     )
     make_user_dir(base, args.user)
     print(f"snakemake {version}: {len(workflows)} workflows, {', '.join(modes)}, in {base}", flush=True)
+    if args.local_from:
+        print(f"the local pass of {args.local_from} stands for this one's", flush=True)
 
     def report(o: Outcome) -> None:
         print(
@@ -98,7 +106,12 @@ def main(argv: Sequence[str]) -> int:
         )
 
     outcomes: list[Outcome] = []
-    if "local" in modes:
+    if args.local_from:
+        outcomes = [o for o in read_outcomes(args.local_from) if o.mode == "local"]
+        passed = {o.workflow for o in outcomes if o.passed}
+        workflows = [w for w in workflows if w.name in passed]
+        modes = ["local", *(m for m in modes if m != "local")]
+    elif "local" in modes:
         local = min(2, args.parallel)  # the local executor uses the cores of this machine
         outcomes = run_all(
             [(w, "local") for w in workflows], base, user=args.user, parallel=local, report=report
