@@ -6,8 +6,10 @@ the local executor passes on each backend too, but those no remote executor can 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -100,6 +102,8 @@ def main(argv: Sequence[str]) -> int:
         print(f"the local pass of {args.local_from} stands for this one's", flush=True)
 
     def report(o: Outcome) -> None:
+        with open(base / "outcomes.jsonl", "a") as out:  # as they end: a run cut short keeps them
+            out.write(json.dumps(asdict(o)) + "\n")
         print(
             f"{o.mode:6} {'pass' if o.passed else 'FAIL'} {o.workflow} ({o.seconds:.0f} s) {o.reason()}",
             flush=True,
