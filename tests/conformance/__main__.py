@@ -6,8 +6,10 @@ the local executor passes on each backend too, but those no remote executor can 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from tests.conformance.runner import (
     Outcome,
     cluster_env,
     make_user_dir,
+    read_outcomes,
     run_all,
     user_snakemake_version,
     write_outcomes,
@@ -61,7 +64,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--version", default="", help="snakemake version (default: the user's snakemake)")
     parser.add_argument("--cache", type=Path, default=default_cache(), help="source distributions' cache")
     parser.add_argument("--base", type=Path, help="run directory (default: a new one of the user's)")
-    parser.add_argument("--parallel", type=int, default=4, help="workflows at once (local: at most 2)")
+    parser.add_argument("--parallel", type=int, default=6, help="workflows at once (local: at most 2)")
+    parser.add_argument(
+        "--local-from",
+        type=Path,
+        help="an earlier run's results.json: its local pass stands for this one's (no local runs)",
+    )
     parser.add_argument(
         "--pythonpath",
         default="",
@@ -90,30 +98,40 @@ def main(argv: Sequence[str]) -> int:
     )
     make_user_dir(base, args.user)
     print(f"snakemake {version}: {len(workflows)} workflows, {', '.join(modes)}, in {base}", flush=True)
+    if args.local_from:
+        print(f"the local pass of {args.local_from} stands for this one's", flush=True)
 
     def report(o: Outcome) -> None:
+        with open(base / "outcomes.jsonl", "a") as out:  # as they end: a run cut short keeps them
+            out.write(json.dumps(asdict(o)) + "\n")
         print(
             f"{o.mode:6} {'pass' if o.passed else 'FAIL'} {o.workflow} ({o.seconds:.0f} s) {o.reason()}",
             flush=True,
         )
 
     outcomes: list[Outcome] = []
-    for mode in modes:
-        if mode == "local":
-            local = min(2, args.parallel)  # the local executor uses the cores of this machine
-            ran = run_all([(w, mode) for w in workflows], base, user=args.user, parallel=local, report=report)
-            workflows = [w for w, o in zip(workflows, ran, strict=True) if o.passed]
-        else:
-            ran = run_all(
-                [(w, mode) for w in workflows],
-                base,
-                user=args.user,
-                parallel=args.parallel,
-                pythonpath=args.pythonpath or None,
-                report=report,
-            )
-        outcomes += ran
+    if args.local_from:
+        outcomes = [o for o in read_outcomes(args.local_from) if o.mode == "local"]
+        passed = {o.workflow for o in outcomes if o.passed}
+        workflows = [w for w in workflows if w.name in passed]
+        modes = ["local", *(m for m in modes if m != "local")]
+    elif "local" in modes:
+        local = min(2, args.parallel)  # the local executor uses the cores of this machine
+        outcomes = run_all(
+            [(w, "local") for w in workflows], base, user=args.user, parallel=local, report=report
+        )
+        workflows = [w for w, o in zip(workflows, outcomes, strict=True) if o.passed]
         write_outcomes(base / "results.json", outcomes)
+    remote = [m for m in modes if m != "local"]
+    outcomes += run_all(
+        [(w, mode) for w in workflows for mode in remote],  # the backends side by side: runs mostly wait
+        base,
+        user=args.user,
+        parallel=args.parallel,
+        pythonpath=args.pythonpath or None,
+        report=report,
+    )
+    write_outcomes(base / "results.json", outcomes)
     summary = render_summary(version, found, outcomes, modes)
     (base / "summary.txt").write_text(summary)
     print(summary, end="")

@@ -24,9 +24,10 @@ from pathlib import Path
 from tests.conformance.results import compare_results
 
 ROOT = Path(__file__).resolve().parents[2]
-CONVERGED = "snakemake --executor converged -j 8"
-# how each mode runs a workflow: snakemake's run() uses --cores 3; the converged runs route every step
-# to one backend the way a profile would, with no other converged flag
+CONVERGED = "snakemake --executor converged -j 8 --cores 3"
+# how each mode runs a workflow: with 3 cores, as snakemake's run() gives every executor (a remote one's
+# jobs then get --cores 3 too, not the cores of the node, of which this machine has 2); the converged
+# runs route every step to one backend the way a profile would, with no other converged flag
 MODES = {
     "local": "snakemake --cores 3",
     "slurm": f"{CONVERGED} --default-resources converged_backend=slurm",
@@ -169,3 +170,7 @@ def run_all(
 
 def write_outcomes(path: Path, outcomes: Iterable[Outcome]) -> None:
     path.write_text(json.dumps([asdict(o) for o in outcomes], indent=1) + "\n")
+
+
+def read_outcomes(path: Path) -> list[Outcome]:
+    return [Outcome(**o) for o in json.loads(path.read_text())]
