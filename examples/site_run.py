@@ -65,10 +65,13 @@ def new_run_dir(env: dict[str, str], user: str, example: str) -> Path:
 
 
 def latest_run_id(user: str, workdir: Path, since: float) -> str | None:
+    """The newest run started in `workdir` since `since` (other runs of the user's may share her
+    namespace at the same time)."""
     out = as_user(user, workdir, "kubectl get workflowsteps -o json", capture=True).stdout
     runs = [
         (o["metadata"]["creationTimestamp"], o["metadata"]["labels"].get("converged.dev/run", ""))
         for o in json.loads(out or '{"items": []}')["items"]
+        if o["spec"].get("workingDir") == str(workdir)
     ]
     fresh = [
         run
