@@ -1,0 +1,51 @@
+"""A run's finished steps as history samples (pure): what the plugin appends to the history store when
+the run ends. Steps that succeeded, and steps killed at a limit (kept as such: they say the limit was too
+small, and are not used as estimates); steps that carry no history notes (group jobs, steps of older
+plugins) or never ran are left out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from converged_bridge.history import BenchmarkFigures, RunSample, classify_limit_failure
+from converged_bridge.report.record import StepRecord, offset, running_seconds
+
+
+def build_run_samples(
+    records: Sequence[StepRecord], benchmarks: Mapping[str, BenchmarkFigures], run_id: str
+) -> list[RunSample]:
+    samples = []
+    for r in records:
+        notes = r.history
+        seconds = running_seconds(r)
+        if notes is None or seconds is None or r.ended is None:
+            continue
+        sized = notes.sizing
+        limit = (
+            classify_limit_failure(r.reason, r.exit_code, sized.mem_learnt if sized else False)
+            if r.phase == "Failed"
+            else None
+        )
+        if r.phase != "Succeeded" and limit is None:
+            continue
+        bench = benchmarks.get(notes.benchmark) if notes.benchmark else None
+        queue = offset(r.created, r.started)
+        samples.append(
+            RunSample(
+                rule=r.rule,
+                code_hash=notes.code_hash,
+                runtime_s=round(seconds, 3),
+                ended=r.ended.timestamp(),
+                succeeded=r.phase == "Succeeded",
+                input_bytes=notes.input_bytes,
+                queue_s=round(max(0.0, queue), 3) if queue is not None else None,
+                cpu_s=bench.cpu_s if bench else None,
+                max_rss_mib=bench.max_rss_mib if bench else None,
+                requested_minutes=r.shape.runtime_minutes,
+                requested_mem_mib=r.shape.mem_mib,
+                limit_failure=limit,
+                run_id=run_id,
+                job_id=r.job_id,
+            )
+        )
+    return samples
