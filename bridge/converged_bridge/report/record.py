@@ -12,8 +12,8 @@ from pydantic import ValidationError
 
 from converged_bridge.api.conditions import ConditionStatus, find_condition
 from converged_bridge.api.workflowstep import Resources, WorkflowStep
-from converged_bridge.routing import STANDARD_RULES, RuleBook
 from converged_bridge.history import StepHistoryNotes, parse_history_annotations
+from converged_bridge.routing import STANDARD_RULES, RuleBook
 from converged_bridge.schedule import StepPlanNotes, parse_plan_annotations
 from converged_bridge.wire import GROUP_LABEL
 
