@@ -16,7 +16,6 @@ import os
 import sys
 import uuid
 from collections.abc import AsyncGenerator
-from dataclasses import replace
 from typing import Any
 
 from snakemake_interface_common.exceptions import WorkflowError
@@ -122,9 +121,8 @@ class Executor(RemoteExecutor):
             )
             # --- history: past runs' figures for the plan, the router's waits and right-sized requests ---
             self.history = RunHistory.read(self.working_dir, current_user(), right_size=settings.right_size)
-            typical = self.history.typical_runtime()
-            if typical is not None:  # how long the work queued ahead lasts, in the router's expected waits
-                self.weights = replace(self.weights, mean_runtime_seconds=typical)
+            # start-up per backend and the runtime of work queued ahead: the router's waits and the plan
+            self.weights = self.history.learnt_weights(self.weights)
             # --- end history ---
             # a placed step counts against the capacity snapshot until its controller submitted it and
             # the daemon mirrored it: a poll of ours and one mirror cycle (10 s by default) with margin

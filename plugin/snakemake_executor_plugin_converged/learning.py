@@ -29,6 +29,7 @@ from converged_bridge.history import (
 )
 from converged_bridge.report.history_samples import build_run_samples
 from converged_bridge.report.record import StepRecord
+from converged_bridge.routing import SiteWeights
 from snakemake_executor_plugin_converged.history import (
     JobHistoryFacts,
     append_history,
@@ -39,6 +40,7 @@ from snakemake_executor_plugin_converged.history import (
 from snakemake_executor_plugin_converged.resources import StepResources
 
 TYPICAL_WINDOW = 200  # recent samples whose median is the run's typical step runtime
+MIN_STARTUPS = 3  # steps of a backend measured before its start-up is learnt
 
 
 class RunHistory:
@@ -93,6 +95,25 @@ class RunHistory:
         return estimate_step(
             self.runs_of(facts.rule, facts.code_hash), self.declared(resources), facts.input_bytes
         )
+
+    def learnt_weights(self, weights: SiteWeights) -> SiteWeights:
+        """`weights` with what this workflow's recent steps measured: the start-up per backend (the
+        median of its last end-to-start gap: snakemake noticing the upstream step, submission, queue,
+        container start; at least `MIN_STARTUPS` steps) and the mean runtime of work queued ahead."""
+        recent = [s for s in self.samples[-TYPICAL_WINDOW:] if s.succeeded and s.source == "step"]
+        changes: dict[str, float] = {}
+        for backend, field in (("slurm", "slurm_startup_seconds"), ("kueue", "kueue_startup_seconds")):
+            gaps = [
+                s.queue_s + (s.dispatch_s or 0.0)
+                for s in recent
+                if s.backend == backend and s.queue_s is not None
+            ]
+            if len(gaps) >= MIN_STARTUPS:
+                changes[field] = statistics.median(gaps)
+        typical = self.typical_runtime()
+        if typical is not None:
+            changes["mean_runtime_seconds"] = typical
+        return dataclasses.replace(weights, **changes) if changes else weights
 
     def typical_runtime(self) -> float | None:
         """The median runtime of the recent successful steps: how long a step of this workflow lasts."""

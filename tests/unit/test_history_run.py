@@ -220,3 +220,20 @@ def test_the_retry_at_declared_limits_is_named_apart() -> None:
     assert build_step_name("sm-1", "map", 7) == "sm-1-map-7"
     assert build_step_name("sm-1", "map", 7, declared_retry=True) == "sm-1-map-7-d"
     assert build_step_name("sm-1", "map", 7, 2, declared_retry=True) == "sm-1-map-7-a2-d"
+
+
+def test_start_up_per_backend_and_the_queued_work_are_learnt() -> None:
+    from converged_bridge.routing import SiteWeights
+
+    records, _ = map_run_records(run_objects())
+    samples = build_run_samples(records, {}, "sm-seed")
+    by_job = {s.job_id: s for s in samples}
+    # postprocess 3 waited for preprocess 1 (ended at 23 s), was created at 25 s, started at 28 s
+    assert (by_job[3].dispatch_s, by_job[3].queue_s, by_job[3].backend) == (2.0, 3.0, "slurm")
+    assert by_job[1].dispatch_s is None  # a root step: nothing to wait for
+    weights = RunHistory("/nowhere", samples).learnt_weights(SiteWeights())
+    # Slurm steps' gaps (dispatch + queue): 3, 4 (roots), 5, 5, 5, 26 (the GPU), 5, 5 -> median 5
+    assert weights.slurm_startup_seconds == 5.0
+    assert weights.kueue_startup_seconds == SiteWeights().kueue_startup_seconds  # one Kueue step: not enough
+    assert weights.mean_runtime_seconds == 20.0
+    assert RunHistory("/nowhere", []).learnt_weights(SiteWeights()) == SiteWeights()

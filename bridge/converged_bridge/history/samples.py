@@ -32,7 +32,9 @@ class RunSample:
     ended: float  # epoch seconds: orders the samples, most recent last
     succeeded: bool = True
     input_bytes: int | None = None
-    queue_s: float | None = None
+    queue_s: float | None = None  # created to started: submission, queue, admission, container start
+    dispatch_s: float | None = None  # its last upstream step's end to its creation (snakemake noticing)
+    backend: str | None = None
     cpu_s: float | None = None
     max_rss_mib: float | None = None
     requested_minutes: int | None = None
@@ -96,7 +98,7 @@ def _parse_line(line: str) -> RunSample | None:
         return None
 
 
-_STR = {"rule", "code_hash", "limit_failure", "run_id", "source"}
+_STR = {"rule", "code_hash", "limit_failure", "run_id", "source", "backend"}
 _INT = {"input_bytes", "requested_minutes", "requested_mem_mib", "job_id"}
 
 

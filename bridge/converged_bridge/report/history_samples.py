@@ -15,6 +15,7 @@ def build_run_samples(
     records: Sequence[StepRecord], benchmarks: Mapping[str, BenchmarkFigures], run_id: str
 ) -> list[RunSample]:
     samples = []
+    ended = {r.job_id: r.ended for r in records}
     for r in records:
         notes = r.history
         seconds = running_seconds(r)
@@ -30,6 +31,11 @@ def build_run_samples(
             continue
         bench = benchmarks.get(notes.benchmark) if notes.benchmark else None
         queue = offset(r.created, r.started)
+        upstream = [ended.get(j) for j in r.plan.upstream]
+        last = max((u for u in upstream if u is not None), default=None)
+        dispatch = (
+            offset(last, r.created) if upstream and None not in upstream and not r.plan.unlisted else None
+        )
         samples.append(
             RunSample(
                 rule=r.rule,
@@ -39,6 +45,8 @@ def build_run_samples(
                 succeeded=r.phase == "Succeeded",
                 input_bytes=notes.input_bytes,
                 queue_s=round(max(0.0, queue), 3) if queue is not None else None,
+                dispatch_s=round(max(0.0, dispatch), 3) if dispatch is not None else None,
+                backend=r.backend,
                 cpu_s=bench.cpu_s if bench else None,
                 max_rss_mib=bench.max_rss_mib if bench else None,
                 requested_minutes=r.shape.runtime_minutes,
