@@ -16,7 +16,7 @@ import os
 import sys
 import uuid
 from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from snakemake_interface_common.exceptions import WorkflowError
 from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
@@ -55,10 +55,6 @@ from snakemake_executor_plugin_converged.preflight import RunFacts, UserFacts, c
 from snakemake_executor_plugin_converged.resources import ResourceParser, StepResources
 from snakemake_executor_plugin_converged.schedule import PlanSchedule, plan_schedule
 from snakemake_executor_plugin_converged.settings import ExecutorSettings
-
-if TYPE_CHECKING:
-    from converged_bridge.report.record import StepRecord
-    from converged_bridge.report.rules import RuleRow
 
 __all__ = ["Executor", "ExecutorSettings", "common_settings"]  # what snakemake reads of a plugin
 from snakemake_executor_plugin_converged.site import merge_site_defaults
@@ -476,21 +472,9 @@ class Executor(RemoteExecutor):
             return
         if records:
             summary = render_run_summary(
-                build_run_summary(records), self.run_id, rules=self._record_history(records)
+                build_run_summary(records),
+                self.run_id,
+                rules=self.history.finish(records, self.run_id, self.logger),
             )
             report = f"kubectl converged report {self.run_id} -n {self.namespace} > run.html"
             self.logger.info(f"{summary}the run's report: {report}")
-
-    def _record_history(self, records: "list[StepRecord]") -> "list[RuleRow]":
-        """Append the run's steps to the history store; the per-rule rows of the summary (estimate,
-        measure, requested, used, next plan's estimate)."""
-        from converged_bridge.report.rules import build_rule_rows
-
-        try:
-            count, path = self.history.record_run(records, self.run_id, current_user())
-            self.logger.info(f"converged: {count} steps added to the history {path}")
-        except OSError as e:
-            self.logger.warning(
-                f"converged: writing the run's history failed (the next plan cannot learn): {e}"
-            )
-        return build_rule_rows(records, self.history.run_samples, self.history.next_estimates(records))

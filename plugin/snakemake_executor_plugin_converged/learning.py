@@ -29,10 +29,12 @@ from converged_bridge.history import (
 )
 from converged_bridge.report.history_samples import build_run_samples
 from converged_bridge.report.record import StepRecord
+from converged_bridge.report.rules import RuleRow, build_rule_rows
 from converged_bridge.routing import SiteWeights
 from snakemake_executor_plugin_converged.history import (
     JobHistoryFacts,
     append_history,
+    current_user,
     read_benchmarks,
     read_history,
     read_job_history_facts,
@@ -190,6 +192,16 @@ class RunHistory:
         self.declared_only.add(jobid)
         learnt = f"{sizing.runtime_minutes} min" if kind == "time" else f"{sizing.mem_mib} MiB"
         return f"it exceeded its learnt {kind} request ({learnt}, reason {reason or exit_code})"
+
+    def finish(self, records: Sequence[StepRecord], run_id: str, logger: Any) -> list[RuleRow]:
+        """When the run ends: its steps appended to the store (a failure is logged, the run is not
+        failed for it); the per-rule rows of the summary, with the next plan's estimates."""
+        try:
+            count, path = self.record_run(records, run_id, current_user())
+            logger.info(f"converged: {count} steps added to the history {path}")
+        except OSError as e:
+            logger.warning(f"converged: writing the run's history failed (the next plan cannot learn): {e}")
+        return build_rule_rows(records, self.run_samples, self.next_estimates(records))
 
     def record_run(self, records: Sequence[StepRecord], run_id: str, user: str) -> tuple[int, str]:
         """Append the run's finished steps to the store; returns how many and the store's path.
