@@ -171,3 +171,20 @@ def test_history_notes_round_trip_through_the_annotation() -> None:
     assert parse_history_annotations({"converged.dev/history": "{broken"}) is None
     bare = parse_history_annotations({"converged.dev/history": '{"est": {"s": -1}, "in": "x"}'})
     assert bare == StepHistoryNotes()
+
+
+def test_a_fanned_out_rule_is_estimated_from_all_its_steps_of_the_last_two_runs() -> None:
+    def run(run_id: str, start: int, *runtimes: float) -> list[RunSample]:
+        return [
+            RunSample("map", "c1", r, ended=float(start + i), run_id=run_id) for i, r in enumerate(runtimes)
+        ]
+
+    # the tail of a fan-out runs alone and fast: its last two steps are not the rule's typical step
+    history = [
+        *run("sm-1", 0, 30, 30, 30),
+        *run("sm-2", 10, 8, 8, 8, 8, 2, 2),
+        *run("sm-3", 20, 9, 9, 9, 9, 3, 3),
+    ]
+    assert estimate_step(history, DECLARED).runtime_s == pytest.approx(78 / 12)  # runs sm-2 and sm-3
+    theirs = [RunSample("map", "c1", r, ended=float(i), source="snakemake") for i, r in enumerate([5, 7, 9])]
+    assert estimate_step(theirs, DECLARED).runtime_s == 8  # no run ids: the last two records

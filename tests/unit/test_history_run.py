@@ -228,12 +228,12 @@ def test_start_up_per_backend_and_the_queued_work_are_learnt() -> None:
     records, _ = map_run_records(run_objects())
     samples = build_run_samples(records, {}, "sm-seed")
     by_job = {s.job_id: s for s in samples}
-    # postprocess 3 waited for preprocess 1 (ended at 23 s), was created at 25 s, started at 28 s
-    assert (by_job[3].dispatch_s, by_job[3].queue_s, by_job[3].backend) == (2.0, 3.0, "slurm")
-    assert by_job[1].dispatch_s is None  # a root step: nothing to wait for
+    # postprocess 3 was created at 25 s, 1 s after the last end before it (preprocess 2's), started at 28 s
+    assert (by_job[3].dispatch_s, by_job[3].queue_s, by_job[3].backend) == (1.0, 3.0, "slurm")
+    assert by_job[1].dispatch_s is None  # the first burst: nothing ended before it
     weights = RunHistory("/nowhere", samples).learnt_weights(SiteWeights())
-    # Slurm steps' gaps (dispatch + queue): 3, 4 (roots), 5, 5, 5, 26 (the GPU), 5, 5 -> median 5
-    assert weights.slurm_startup_seconds == 5.0
+    # Slurm steps' gaps (dispatch + queue): 3, 4 (the first burst), 4, 5, 4, 26 (the GPU), 5, 5 -> median 4.5
+    assert weights.slurm_startup_seconds == 4.5
     assert weights.kueue_startup_seconds == SiteWeights().kueue_startup_seconds  # one Kueue step: not enough
     assert weights.mean_runtime_seconds == 20.0
     assert RunHistory("/nowhere", []).learnt_weights(SiteWeights()) == SiteWeights()

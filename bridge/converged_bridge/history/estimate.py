@@ -1,10 +1,12 @@
 """A step's runtime and memory from the history of its rule, the declared limits only as a fallback
 (pure).
 
-Runtime: the mean of the rule's last two runs (Tsafrir, Etsion and Feitelson, "Backfilling using
-system-generated predictions rather than user runtime estimates", IEEE TPDS 2007: a user's own recent
-runtimes predict better than the limits users give), or, when the rule's recent runs show that runtime
-grows with input size (a least-squares line with R² >= `FIT_R2`), that line at the step's input size.
+Runtime: the mean of the rule's steps in the workflow's last two runs (Tsafrir, Etsion and Feitelson,
+"Backfilling using system-generated predictions rather than user runtime estimates", IEEE TPDS 2007: a
+user's own last two runs predict better than the limits users give; a rule fanned out over many steps
+has many per run, and its last two steps alone would be the run's tail), or, when the rule's recent
+runs show that runtime grows with input size (a least-squares line with R² >= `FIT_R2`), that line at
+the step's input size.
 Memory: the largest peak of the recent runs that measured one. How sure: `runs` seen and `spread`, the
 recent runtimes' coefficient of variation (the fit's relative RMS residual when the line is used).
 """
@@ -122,7 +124,7 @@ def estimate_step(
         runtime = max(1.0, line.at(float(input_bytes)))
         spread: float | None = line.residual
     else:
-        runtime = statistics.fmean(runtimes[-RECENT:])
+        runtime = statistics.fmean(s.runtime_s for s in last_runs(history))
         spread = coefficient_of_variation(runtimes)
     return Estimate(
         runtime_s=runtime,
@@ -133,6 +135,21 @@ def estimate_step(
         scaled=line is not None,
         mem_basis=mem_basis,
     )
+
+
+def last_runs(history: Sequence[RunSample], runs: int = RECENT) -> list[RunSample]:
+    """The samples of the last `runs` workflow runs (by run id, in the order they ended); samples without
+    a run id (snakemake's records) count as one run each."""
+    chosen: list[RunSample] = []
+    seen: set[str] = set()
+    for s in reversed(history):
+        key = s.run_id or f"#{id(s)}"
+        if key not in seen:
+            if len(seen) == runs:
+                break
+            seen.add(key)
+        chosen.append(s)
+    return chosen
 
 
 def coefficient_of_variation(values: Sequence[float]) -> float | None:

@@ -5,7 +5,9 @@ plugins) or never ran are left out."""
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 
 from converged_bridge.history import BenchmarkFigures, RunSample, classify_limit_failure
 from converged_bridge.report.record import StepRecord, offset, running_seconds
@@ -15,7 +17,7 @@ def build_run_samples(
     records: Sequence[StepRecord], benchmarks: Mapping[str, BenchmarkFigures], run_id: str
 ) -> list[RunSample]:
     samples = []
-    ended = {r.job_id: r.ended for r in records}
+    ends = sorted(r.ended for r in records if r.ended is not None)
     for r in records:
         notes = r.history
         seconds = running_seconds(r)
@@ -31,11 +33,7 @@ def build_run_samples(
             continue
         bench = benchmarks.get(notes.benchmark) if notes.benchmark else None
         queue = offset(r.created, r.started)
-        upstream = [ended.get(j) for j in r.plan.upstream]
-        last = max((u for u in upstream if u is not None), default=None)
-        dispatch = (
-            offset(last, r.created) if upstream and None not in upstream and not r.plan.unlisted else None
-        )
+        dispatch = dispatch_gap(ends, r.created)
         samples.append(
             RunSample(
                 rule=r.rule,
@@ -57,3 +55,13 @@ def build_run_samples(
             )
         )
     return samples
+
+
+def dispatch_gap(ends: Sequence[datetime], created: datetime | None) -> float | None:
+    """Seconds from the last step end before a step's creation to its creation: how long snakemake took
+    to hand over a step once something freed it (its last upstream step ended, or a `--jobs` slot);
+    None for the steps created before any ended (the run's first burst)."""
+    if created is None:
+        return None
+    i = bisect.bisect_right(ends, created)
+    return (created - ends[i - 1]).total_seconds() if i else None
