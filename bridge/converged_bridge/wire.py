@@ -54,6 +54,10 @@ PLAN_GROUP_ANNOTATION: Final = "converged.dev/plan-group"
 ESTIMATE_READY_ANNOTATION: Final = "converged.dev/estimate-ready"
 ESTIMATE_START_ANNOTATION: Final = "converged.dev/estimate-start"
 ESTIMATE_END_ANNOTATION: Final = "converged.dev/estimate-end"
+# what the history needs of a step, as one JSON annotation (the plugin writes it, the end-of-run summary,
+# the report and the history store read it): its rule's code digest, input size, the plan's estimate, the
+# declared limits and the right-sized requests (converged_bridge.history.annotations)
+HISTORY_ANNOTATION: Final = "converged.dev/history"
 # a step that runs in a StepAllocation carries its name (the plugin sets it; the controller hands the step
 # to that allocation's agent instead of submitting it alone)
 GROUP_LABEL: Final = "converged.dev/group"

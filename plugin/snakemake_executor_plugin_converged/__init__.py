@@ -25,6 +25,7 @@ from snakemake_interface_executor_plugins.jobs import JobExecutorInterface
 from snakemake_interface_executor_plugins.settings import CommonSettings, SharedFSUsage
 
 from converged_bridge.errors import BackendError
+from converged_bridge.history import build_history_annotations
 from converged_bridge.routing import Preference, SiteWeights, StepRequest, route_batch
 from converged_bridge.schedule import build_machine
 from converged_bridge.wire import CONTROLLER_LABEL, EMBEDDED, GROUP_LABEL
@@ -35,6 +36,7 @@ from snakemake_executor_plugin_converged.groups import (
     build_allocation_manifest,
     plan_run_allocations,
 )
+from snakemake_executor_plugin_converged.history import current_user
 from snakemake_executor_plugin_converged.jobinfo import (
     dag_levels,
     identify_job,
@@ -43,6 +45,7 @@ from snakemake_executor_plugin_converged.jobinfo import (
     job_threads,
     upstream_jobids,
 )
+from snakemake_executor_plugin_converged.learning import RunHistory
 from snakemake_executor_plugin_converged.localfacts import read_path_facts, read_user_facts
 from snakemake_executor_plugin_converged.manifest import JobFacts, build_step_manifest
 from snakemake_executor_plugin_converged.naming import build_run_id
@@ -116,6 +119,11 @@ class Executor(RemoteExecutor):
                 default_slurm_image=settings.slurm_image,
                 default_local_queue=settings.local_queue,
             )
+            # --- history: past runs' figures for the plan, the router's waits and right-sized requests ---
+            self.history = RunHistory.read(self.working_dir, current_user(), right_size=settings.right_size)
+            # start-up per backend and the runtime of work queued ahead: the router's waits and the plan
+            self.weights = self.history.learnt_weights(self.weights)
+            # --- end history ---
             # a placed step counts against the capacity snapshot until its controller submitted it and
             # the daemon mirrored it: a poll of ours and one mirror cycle (10 s by default) with margin
             self.placements = Placements(self.weights, settle_seconds=settings.poll_interval + 15.0)
@@ -224,7 +232,12 @@ class Executor(RemoteExecutor):
         }
         jobs = getattr(self.workflow, "nodes", None)
         cap = jobs if isinstance(jobs, int) and 0 < jobs < sys.maxsize else None
-        return plan_schedule(entries, upstream, self.session.capacity(), self.weights, max_running=cap)
+        estimates = self.history.plan_estimates(
+            (j for j in dag.needrun_jobs() if not j.is_local), {e.jobid: e.resources for e in entries}
+        )
+        return plan_schedule(
+            entries, upstream, self.session.capacity(), self.weights, max_running=cap, estimates=estimates
+        )
 
     def _plan_allocations(self, entries: list[PlanEntry]) -> tuple[AllocationPlan, ...]:
         """The plan's groups that run in one allocation each (none unless the run or a rule opts in)."""
@@ -302,6 +315,7 @@ class Executor(RemoteExecutor):
     def run_job(self, job: JobExecutorInterface) -> None:
         ident = identify_job(job)
         resources = self._resources(job, ident.rule)
+        resources, history_notes = self.history.size_step(job, ident.jobid, resources)  # history
         request = self._request(job, ident.rule, resources)
         allocation = self._allocation(job, ident.jobid)
         if allocation is not None:
@@ -332,9 +346,13 @@ class Executor(RemoteExecutor):
             # steps may run without a usable $HOME (Slurm --export=NONE, containers): keep snakemake's
             # cache in the workflow directory unless the user passes XDG_CACHE_HOME with --envvars
             env={"XDG_CACHE_HOME": f"{self.working_dir}/.snakemake/converged-cache", **self.envvars()},
-            annotations=self.plan.annotations(ident.members, upstream_jobids(self.workflow.dag, job)),
+            annotations={
+                **self.plan.annotations(ident.members, upstream_jobids(self.workflow.dag, job)),
+                **(build_history_annotations(history_notes) if history_notes else {}),
+            },
             keep_finished_seconds=self.settings.keep_finished,
             rule_images=job_rule_images(job, self.working_dir),
+            declared_retry=history_notes is not None and history_notes.declared_retry,
         )
         manifest = build_step_manifest(facts, resources, decision)
         if self.embedded:  # our own controller drives this run's steps; a deployed one leaves them alone
@@ -387,9 +405,29 @@ class Executor(RemoteExecutor):
                 self.report_job_success(job_info)
             elif outcome.state == State.FAILED:
                 self.placements.finished(name)
-                self.report_job_error(job_info, msg=outcome.message)
+                if not self._retried_at_declared(job_info, steps.get(name)):
+                    self.report_job_error(job_info, msg=outcome.message)
             else:
                 yield job_info
+
+    def _retried_at_declared(self, job_info: SubmittedJobInfo, obj: Any) -> bool:
+        """A step killed at a learnt (right-sized) request is submitted once more at the declared limits,
+        under a new WorkflowStep name; True when it was (its failure is then not snakemake's)."""
+        if not self.history.right_size:
+            return False
+        why = self.history.retry_reason(identify_job(job_info.job).jobid, obj)
+        if why is None:
+            return False
+        self.logger.warning(
+            f"converged: WorkflowStep {job_info.external_jobid}: {why}; running it once more with the "
+            "declared limits"
+        )
+        try:
+            self.run_job(job_info.job)
+        except WorkflowError as e:
+            self.logger.error(f"converged: the retry at the declared limits could not be submitted: {e}")
+            return False
+        return True
 
     def cancel_jobs(self, active_jobs: list[SubmittedJobInfo]) -> None:
         self._cancelling = True
@@ -433,6 +471,10 @@ class Executor(RemoteExecutor):
             self.logger.warning(f"converged: reading the run's WorkflowSteps for its summary failed: {e}")
             return
         if records:
-            summary = render_run_summary(build_run_summary(records), self.run_id)
+            summary = render_run_summary(
+                build_run_summary(records),
+                self.run_id,
+                rules=self.history.finish(records, self.run_id, self.logger),
+            )
             report = f"kubectl converged report {self.run_id} -n {self.namespace} > run.html"
             self.logger.info(f"{summary}the run's report: {report}")

@@ -47,13 +47,14 @@ class JobFacts:
     annotations: Mapping[str, str] = field(default_factory=dict)  # the plan's (schedule.annotations)
     keep_finished_seconds: int | None = None  # spec.ttlSecondsAfterFinished; None: the controller's default
     rule_images: tuple[tuple[str, str], ...] = ()  # (url, path) of the rule's own images (jobinfo)
+    declared_retry: bool = False  # run again at the declared limits (named apart from the killed step)
 
 
 def build_step_manifest(facts: JobFacts, resources: StepResources, decision: RouteDecision) -> dict[str, Any]:
     """The WorkflowStep manifest; raises WorkflowError naming the rule when the step would be invalid."""
     if decision.backend is None:
         raise WorkflowError(f"rule {facts.rule}: no backend can run this step: {decision.reason}")
-    name = build_step_name(facts.run_id, facts.rule, facts.jobid, facts.attempt)
+    name = build_step_name(facts.run_id, facts.rule, facts.jobid, facts.attempt, facts.declared_retry)
     wildcards = {k: str(v)[:WILDCARD_VALUE_MAX] for k, v in list(facts.wildcards.items())[:WILDCARDS_MAX]}
     env = []
     for key, value in sorted(facts.env.items()):

@@ -25,13 +25,16 @@ def _digest(text: str, length: int = 6) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
-def build_step_name(run_id: str, rule: str, jobid: int, attempt: int = 1) -> str:
-    """`<run>-<rule>-<jobid>[-a<attempt>]`, a DNS label of at most 63 characters.
+def build_step_name(
+    run_id: str, rule: str, jobid: int, attempt: int = 1, declared_retry: bool = False
+) -> str:
+    """`<run>-<rule>-<jobid>[-a<attempt>][-d]`, a DNS label of at most 63 characters; `-d`: the step run
+    again at its declared limits after it was killed at a learnt (right-sized) one.
 
     The rule is lower-cased with other characters turned into '-'; when that changes or shortens it,
     a digest of the real rule name keeps names of different rules apart.
     """
-    suffix = f"-{jobid}" + (f"-a{attempt}" if attempt > 1 else "")
+    suffix = f"-{jobid}" + (f"-a{attempt}" if attempt > 1 else "") + ("-d" if declared_retry else "")
     slug = _NOT_NAME.sub("-", rule.lower()).strip("-") or "step"
     room = NAME_MAX - len(run_id) - 1 - len(suffix)
     if slug != rule or len(slug) > room:

@@ -54,7 +54,22 @@ def render_plan(
     then the estimate."""
     ordered = order_entries(entries)
     estimates = plan.schedule.estimates
-    rows = [("LEVEL", "JOB", "RULE", "WILDCARDS", "BACKEND", "TARGET", "GROUP", "START", "END", "DECISION")]
+    rows = [
+        (
+            "LEVEL",
+            "JOB",
+            "RULE",
+            "WILDCARDS",
+            "BACKEND",
+            "TARGET",
+            "GROUP",
+            "START",
+            "END",
+            "RUNTIME",
+            "BASIS",
+            "DECISION",
+        )
+    ]
     reasons = ["REASON"]
     for e in ordered:
         est = estimates.get(e.jobid) if e.decision.backend else None
@@ -69,6 +84,8 @@ def render_plan(
                 plan.group_of(e.jobid) or "-",
                 format_duration(est.start if est else None),
                 format_duration(est.end if est else None),
+                format_duration(est.end - est.start if est else None),
+                runtime_basis(e, plan),
                 e.decision.decision.value,
             )
         )
@@ -107,6 +124,15 @@ def render_plan(
     return "\n".join(lines) + "\n"
 
 
+def runtime_basis(entry: PlanEntry, plan: PlanSchedule) -> str:
+    """Where a job's runtime in the plan comes from: `history(3,±8%)` (runs seen, spread), `declared`,
+    `assumed` (no runtime declared: the plan's default)."""
+    learnt = plan.runtime_estimates.get(entry.jobid)
+    if learnt is not None:
+        return learnt.short()
+    return "declared" if entry.resources.shape.runtime_minutes else "assumed"
+
+
 def render_estimate_notes(ordered: Sequence[PlanEntry], plan: PlanSchedule) -> list[str]:
     """The estimated makespan, what it assumed, and the estimated CPU/memory/GPU-hours."""
     jobs = f"snakemake --jobs {plan.max_running}" if plan.max_running else "no --jobs limit"
@@ -115,6 +141,12 @@ def render_estimate_notes(ordered: Sequence[PlanEntry], plan: PlanSchedule) -> l
         f"critical path on the targets' whole capacity (others' work on them not counted), {jobs}"
     ]
     by_id = {e.jobid: e for e in ordered}
+    learnt = [e for e in ordered if e.jobid in plan.runtime_estimates]
+    declared = len(ordered) - len(learnt) - len(plan.assumed_runtime)
+    lines.append(
+        f"runtimes: {len(learnt)} jobs from their rules' past runs (rules "
+        f"{', '.join(sorted({e.rule for e in learnt})) or '-'}), {declared} from declared runtime limits"
+    )
     if plan.assumed_runtime:
         rules = sorted({by_id[j].rule for j in plan.assumed_runtime if j in by_id})
         lines.append(

@@ -106,6 +106,16 @@ class ExecutorSettings(ExecutorSettingsBase):
             "keeps its own WorkflowStep. A rule opts in or out with the resource converged_group=yes|no.",
         },
     )
+    right_size: bool = field(
+        default=False,
+        metadata={
+            "help": "Request each step's time and memory from its rule's past runs (the 95th percentile "
+            "plus half again and a minute; the recent peak memory, measured by a benchmark: file, plus half "
+            "again), never more than the rule declares, once a rule has run twice with the same code. A "
+            "step killed at a learnt request is run once more with the declared limits. Site default: "
+            "ConfigMap key rightSize.",
+        },
+    )
     group_cold: bool = field(
         default=False,
         metadata={

@@ -22,6 +22,8 @@ KEYS = {
     "slurmCluster": "slurm_cluster",
     "defaultBackend": "default_backend",
 }
+BOOL_KEYS = {"rightSize": "right_size"}  # "true"/"false" (also yes/no, 1/0)
+_TRUE, _FALSE = frozenset({"true", "yes", "1"}), frozenset({"false", "no", "0"})
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class SiteDefaults:
     shared_paths: str | None = None
     slurm_cluster: str | None = None
     default_backend: str | None = None
+    right_size: bool | None = None
     # not a setting: the uid the site's deployed controller runs as (ConfigMap key controllerUid); it
     # must write the workflow directory to hand steps to their allocations
     controller_uid: int | None = None
@@ -49,9 +52,17 @@ class SiteDefaults:
 def parse_site_defaults(configmap: Mapping[str, Any] | None) -> SiteDefaults:
     """The defaults in a `converged-site` ConfigMap (None or no data: none); unknown keys are ignored."""
     data = (configmap or {}).get("data") or {}
-    values = {attr: str(data[key]).strip() for key, attr in KEYS.items() if str(data.get(key) or "").strip()}
+    values: dict[str, Any] = {
+        attr: str(data[key]).strip() for key, attr in KEYS.items() if str(data.get(key) or "").strip()
+    }
+    values.update({attr: _flag(data.get(key)) for key, attr in BOOL_KEYS.items()})
     uid = str(data.get("controllerUid") or "").strip()
     return SiteDefaults(**values, controller_uid=int(uid) if uid.isdigit() else None)
+
+
+def _flag(value: Any) -> bool | None:
+    text = str(value or "").strip().lower()
+    return True if text in _TRUE else False if text in _FALSE else None
 
 
 def merge_site_defaults(settings: Any, site: SiteDefaults, *, unset: Mapping[str, Any]) -> Any:
@@ -59,7 +70,7 @@ def merge_site_defaults(settings: Any, site: SiteDefaults, *, unset: Mapping[str
     gives the defaults) taken from `site` where the site has a value."""
     changes = {}
     for f in fields(SiteDefaults):
-        if f.name not in KEYS.values():
+        if f.name not in KEYS.values() and f.name not in BOOL_KEYS.values():
             continue
         value = getattr(site, f.name)
         if value is not None and getattr(settings, f.name) == unset.get(f.name):

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from converged_bridge.api.workflowstep import BackendKind, BackendRef, Phase, WorkflowStep
+from converged_bridge.history import StepHistoryNotes, build_history_annotations
 from converged_bridge.reconcile.status import build_status
 from converged_bridge.wire import GROUP_LABEL
 from snakemake_executor_plugin_converged.manifest import JobFacts, build_step_manifest
@@ -52,6 +53,9 @@ def finished_step(
     phase: Phase = Phase.SUCCEEDED,
     wildcards: dict[str, str] | None = None,
     group: str | None = None,
+    history: StepHistoryNotes | None = None,
+    reason: str | None = None,
+    exit_code: int = 0,
 ) -> dict[str, Any]:
     facts = JobFacts(
         namespace="team-a",
@@ -64,7 +68,10 @@ def finished_step(
         wildcards=wildcards
         if wildcards is not None
         else dict([e.wildcards.split("=")] if e.wildcards else []),
-        annotations=plan.annotations([e.jobid], plan.upstream.get(e.jobid, ())),
+        annotations={
+            **plan.annotations([e.jobid], plan.upstream.get(e.jobid, ())),
+            **(build_history_annotations(history) if history else {}),
+        },
     )
     manifest = build_step_manifest(facts, e.resources, e.decision)
     manifest["metadata"]["creationTimestamp"] = (T0 + timedelta(seconds=created)).isoformat()
@@ -99,7 +106,7 @@ def finished_step(
         t = at(ended)
         assert t is not None
         status = build_status(
-            step, phase=phase, reason=None, message="", now=t, completion_time=t, exit_code=0
+            step, phase=phase, reason=reason, message="", now=t, completion_time=t, exit_code=exit_code
         )
         step = step.model_copy(update={"status": status})
     return step.to_manifest()

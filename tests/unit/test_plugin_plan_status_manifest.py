@@ -139,10 +139,14 @@ def test_plan_table_lists_every_job_with_backend_target_group_estimate_and_reaso
         "GROUP",
         "START",
         "END",
+        "RUNTIME",
+        "BASIS",
         "DECISION",
         "REASON",
     ]
-    rows = [line.split(None, 10) for line in lines[3:13]]
+    rows = [line.split(None, 12) for line in lines[3:13]]
+    assert {(r[9], r[10]) for r in rows[:9]} == {("1m00s", "assumed")}  # no runtime declared, no history
+    rows = [r[:9] + r[11:] for r in rows]
     assert [r[2] for r in rows] == ["preprocess"] * 2 + ["postprocess"] * 2 + ["analysis"] * 2 + [
         "visualization"
     ] * 2 + ["report", "x"]

@@ -10,6 +10,7 @@ from throttler import Throttler
 
 from converged_bridge.routing import SiteWeights
 from snakemake_executor_plugin_converged import Executor
+from snakemake_executor_plugin_converged.learning import RunHistory
 from snakemake_executor_plugin_converged.placements import Placements
 from snakemake_executor_plugin_converged.session import RunSession
 from tests.unit.clocks import ManualClock
@@ -60,6 +61,7 @@ def test_one_list_per_cycle_for_1000_active_steps() -> None:
     executor = Executor.__new__(Executor)
     executor._cancelling = False
     executor.placements = Placements(SiteWeights(), settle_seconds=20)
+    executor.history = RunHistory("/nowhere", [])  # not right-sized: a failure is the step's
     executor.session = RunSession(steps, namespace="team-a", run_id="sm-1", clock=ManualClock().monotonic)  # type: ignore[arg-type]
     executor.status_rate_limiter = Throttler(rate_limit=10, period=1)
     executor.logger = Recorder()

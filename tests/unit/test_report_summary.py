@@ -4,6 +4,7 @@ measure (the status' times), as the plugin prints them when the run ends."""
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from converged_bridge.report.summary import build_run_summary, render_run_summar
 from converged_bridge.report.text import format_duration
 from converged_bridge.schedule import StepEstimate, Usage
 from snakemake_executor_plugin_converged import Executor
+from snakemake_executor_plugin_converged.learning import RunHistory
 from snakemake_executor_plugin_converged.session import RunSession
 from tests.unit.runs import T0, seed_run
 from tests.unit.test_plugin_status_cycle import Recorder
@@ -90,14 +92,16 @@ class RunSteps:
         return self.objects
 
 
-def test_the_executor_prints_the_summary_when_the_run_ends() -> None:
+def test_the_executor_prints_the_summary_when_the_run_ends(tmp_path: Path) -> None:
     steps = RunSteps(seed_run())
     executor = Executor.__new__(Executor)
+    executor.history = RunHistory(str(tmp_path), [])
     executor.session = RunSession(steps, namespace="team-a", run_id="sm-seed")  # type: ignore[arg-type]
     executor.run_id, executor.namespace = "sm-seed", "team-a"
     executor.logger = Recorder()
     executor._summarize()
-    (text,) = executor.logger.lines
+    stored, text = executor.logger.lines
+    assert stored.startswith("converged: 0 steps added to the history ")  # the seed's steps carry no notes
     assert steps.lists == 1
     assert text.startswith("converged run sm-seed: 9 steps, 9 ran, 9 estimated by the plan\n")
     assert "makespan: estimated 6m13s, measured 2m15s" in text

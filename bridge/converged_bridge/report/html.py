@@ -8,7 +8,8 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from converged_bridge.report.dag import build_dag_svg
-from converged_bridge.report.record import StepRecord, offset, run_start
+from converged_bridge.report.record import StepRecord, offset, run_start, running_seconds
+from converged_bridge.report.rules import RULE_HEADER, build_rule_rows, rule_cells
 from converged_bridge.report.summary import RunSummary, build_run_summary
 from converged_bridge.report.svg import esc, target_colors
 from converged_bridge.report.text import format_duration, format_hours
@@ -82,6 +83,7 @@ def build_report(
     if invalid:
         parts.append(f'<p class="note">Left out (not valid WorkflowSteps): {esc(", ".join(invalid))}</p>')
     parts += _figures(summary)
+    parts += _rule_table(records)
     parts += [
         "<h2>DAG</h2>",
         _legend(colors),
@@ -131,6 +133,23 @@ def _figures(summary: RunSummary) -> list[str]:
     return rows
 
 
+def _rule_table(records: Sequence[StepRecord]) -> list[str]:
+    rows = build_rule_rows(records, (), {})
+    out = [
+        "<h2>Per rule</h2>",
+        '<p class="note">Runtime per step: the estimate the plan used (its basis: the rule\'s past runs, or'
+        " the declared limit) beside the measured mean; requested time and memory (right-sized requests"
+        " show the declared limit too) beside the longest run. Memory and CPU used are measured only by"
+        " a rule's benchmark: file, which the end-of-run summary reads, with the next plan's estimate;"
+        " this page has only the steps' status.</p>",
+        "<table><tr>" + "".join(f"<th>{esc(h.lower())}</th>" for h in RULE_HEADER) + "</tr>",
+    ]
+    for row in rows:
+        out.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in rule_cells(row)) + "</tr>")
+    out.append("</table>")
+    return out
+
+
 def _legend(colors: dict[tuple[str, str], str]) -> str:
     items = "".join(
         f'<span><i class="swatch" style="background:{color}"></i>{esc(backend)} {esc(target)}</span>'
@@ -144,7 +163,8 @@ def _step_table(records: Sequence[StepRecord]) -> list[str]:
     rows = [
         "<table><tr><th>step</th><th>rule</th><th>wildcards</th><th>backend</th><th>target</th>"
         "<th>group</th><th>phase</th><th>created</th><th>started</th><th>ended</th>"
-        "<th>est. start</th><th>est. end</th></tr>"
+        "<th>est. start</th><th>est. end</th><th>est. runtime</th><th>runtime</th><th>basis</th>"
+        "<th>time requested</th><th>mem requested</th></tr>"
     ]
     for r in records:
         est = r.plan.estimate
@@ -164,7 +184,32 @@ def _step_table(records: Sequence[StepRecord]) -> list[str]:
             + "".join(f"<td>{esc(c)}</td>" for c in cells)
             + "".join(f"<td class=n>{esc(format_duration(t))}</td>" for t in times)
             + f"<td class=n>{esc(format_duration(est.start if est else None))}</td>"
-            + f"<td class=n>{esc(format_duration(est.end if est else None))}</td></tr>"
+            + f"<td class=n>{esc(format_duration(est.end if est else None))}</td>"
+            + "".join(f"<td class=n>{esc(c)}</td>" for c in _sizing_cells(r))
+            + "</tr>"
         )
     rows.append("</table>")
     return rows
+
+
+def _sizing_cells(r: StepRecord) -> list[str]:
+    """Estimated runtime, measured runtime, the estimate's basis, requested time and memory (with the
+    declared limit when the request was learnt)."""
+    notes = r.history
+    learnt = notes.estimate if notes else None
+    planned = r.plan.estimate
+    estimate = learnt.runtime_s if learnt else (planned.end - planned.start if planned else None)
+    sized = notes.sizing if notes else None
+    minutes = f"{r.shape.runtime_minutes}m" if r.shape.runtime_minutes else "-"
+    mem = f"{r.shape.mem_mib}Mi" if r.shape.mem_mib else "-"
+    if sized is not None and notes is not None and sized.runtime_learnt:
+        minutes += f" (declared {notes.declared_minutes}m)"
+    if sized is not None and notes is not None and sized.mem_learnt:
+        mem += f" (declared {notes.declared_mem_mib}Mi)"
+    return [
+        format_duration(estimate),
+        format_duration(running_seconds(r)),
+        learnt.describe() if learnt else "-",
+        minutes + (" retry" if notes and notes.declared_retry else ""),
+        mem,
+    ]

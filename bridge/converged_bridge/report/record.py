@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from converged_bridge.api.conditions import ConditionStatus, find_condition
 from converged_bridge.api.workflowstep import Resources, WorkflowStep
+from converged_bridge.history import StepHistoryNotes, parse_history_annotations
 from converged_bridge.routing import STANDARD_RULES, RuleBook
 from converged_bridge.schedule import StepPlanNotes, parse_plan_annotations
 from converged_bridge.wire import GROUP_LABEL
@@ -34,6 +35,9 @@ class StepRecord:
     ended: datetime | None = None
     plan: StepPlanNotes = field(default_factory=StepPlanNotes)
     group: str | None = None  # the allocation it ran in (label converged.dev/group), if any
+    history: StepHistoryNotes | None = None  # what the plugin noted for the history (annotation)
+    reason: str | None = None  # the backend's words for how it ended (TIMEOUT, OOMKilled ...)
+    exit_code: int | None = None
 
     @property
     def label(self) -> str:
@@ -67,6 +71,9 @@ def map_step_record(step: WorkflowStep) -> StepRecord:
         ended=step.status.completion_time,
         plan=parse_plan_annotations(step.metadata.annotations, step.spec.workflow.job_id),
         group=step.metadata.labels.get(GROUP_LABEL) or None,
+        history=parse_history_annotations(step.metadata.annotations),
+        reason=step.status.reason,
+        exit_code=step.status.exit_code,
     )
 
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from converged_bridge.report.record import StepRecord, offset, run_start, running_seconds
+from converged_bridge.report.rules import RuleRow, render_rule_table
 from converged_bridge.report.text import Key, format_duration, render_usage_table
 from converged_bridge.schedule import Usage, build_usage, sum_usage
 
@@ -43,8 +44,9 @@ def build_run_summary(records: Sequence[StepRecord]) -> RunSummary:
     )
 
 
-def render_run_summary(summary: RunSummary, run_id: str) -> str:
-    """The summary as lines of text (the plugin prints it when a run ends)."""
+def render_run_summary(summary: RunSummary, run_id: str, rules: Sequence[RuleRow] = ()) -> str:
+    """The summary as lines of text (the plugin prints it when a run ends); with `rules`, per rule:
+    estimate beside measure, requested beside used, and the next plan's estimate."""
     lines = [
         f"converged run {run_id}: {summary.steps} steps, {summary.measured_steps} ran, "
         f"{summary.estimated_steps} estimated by the plan",
@@ -52,4 +54,7 @@ def render_run_summary(summary: RunSummary, run_id: str) -> str:
         f"measured {format_duration(summary.measured_makespan)}",
         *render_usage_table(summary.estimated, summary.measured),
     ]
+    if rules:
+        lines += ["per rule (runtime per step: estimate mean, measured mean; used: the largest):"]
+        lines += ["  " + line for line in render_rule_table(rules)]
     return "\n".join(lines) + "\n"
