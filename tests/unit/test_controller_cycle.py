@@ -230,8 +230,7 @@ def test_a_cycle_writes_the_ended_step_first_and_submits_new_work_in_the_same_cy
     assert kube.writes[:2] == [("ends", "status Succeeded"), ("ends", "event Succeeded")]
     # then the other plans, on the appliers: each step's own writes in order
     assert sorted(kube.writes[2:]) == [
-        ("new", "event Queued"),
-        ("new", "status Queued"),
+        ("new", "status Queued"),  # no Event: a waiting phase's status says it
         ("starts", "event Running"),
         ("starts", "status Running"),
     ]  # "waits": a new pending reason alone waits for the refresh interval
