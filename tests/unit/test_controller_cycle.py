@@ -262,3 +262,28 @@ def test_a_watch_event_older_than_our_own_write_is_not_decided_on(tmp_path: Path
         == kube.stored["s"]["metadata"]["resourceVersion"]
     )
     assert len(kube.writes) == 2
+
+
+def test_a_burst_of_watch_events_is_taken_together_and_its_new_steps_submitted_on_the_appliers(
+    tmp_path: Path,
+) -> None:
+    waiting = [step_object("old", queued("old", 20, "Resources"))]
+    controller, kube, transport, _ = controller_over(waiting, [job_of("old", 20, JobState.PENDING)], tmp_path)
+    controller.poll_and_reconcile()  # the Slurm cluster is observed: new steps can be decided at once
+    threads: list[str] = []
+    submit = transport.submit
+
+    def noting_thread(submission: Submission) -> int:
+        threads.append(threading.current_thread().name)
+        return submit(submission)
+
+    transport.submit = noting_thread  # type: ignore[method-assign]
+    burst = [("ADDED", kube.put(step_object(name))) for name in ("a", "b", "c")]
+
+    controller.on_events(burst)
+
+    assert sorted(s.options.comment for s in transport.submitted) == sorted(
+        f"{COMMENT_PREFIX}{uid(n)}" for n in ("a", "b", "c")
+    )
+    assert sorted(kube.writes) == [("a", "status Queued"), ("b", "status Queued"), ("c", "status Queued")]
+    assert all(t.startswith("converged-apply") for t in threads)  # not one after the other on the loop

@@ -1,13 +1,15 @@
 """The WorkflowStep controller: generic over backends.
 
 Reads: one LIST then one WATCH of WorkflowSteps (in a watcher thread), and per poll cycle each backend
-unit's observation of its own steps (one Slurm listing per cluster, one LIST per Kubernetes kind) —
-never a request per step. Decides every unfinished step through `reconcile.lifecycle` (finalizer,
+unit's observation of its own steps (one Slurm listing per cluster; the Kueue unit's informers'
+caches) — never a request per step. Decides every unfinished step through `reconcile.lifecycle` (finalizer,
 deletion) and its backend's pure plan. Writes: finalizers, status (only when it changed; a waiting
 step's new reason alone at most every `pending_reason_refresh`) and events, all in `apply_intents`,
 which hands backend intents to their unit. A poll cycle applies the plans that end a step first,
 then all others (submissions of new steps included: new work never waits for a later cycle), those
-on `apply_workers` threads, one step's plan in order on one thread. Runs as a process
+on `apply_workers` threads, one step's plan in order on one thread. The watch's events are taken in
+batches (all that are queued), and the steps they change decided and applied together the same way,
+so a burst of new steps is created on the appliers. Runs as a process
 (`python -m converged_bridge.controller`) or embedded in another Python process (`start()` /
 `stop()`), from the same code.
 """
@@ -61,6 +63,8 @@ from converged_bridge.timing import Monotonic, WallClock, due, monotonic, utc_no
 from converged_bridge.wire import CONTROLLER_FIELD_MANAGER, FINALIZER
 
 log = logging.getLogger("converged.controller")
+
+EVENT_BATCH = 1000  # watch events taken together before their steps are decided
 
 
 class Controller:
@@ -163,10 +167,10 @@ class Controller:
                 next_poll = max(now + interval, self._monotonic() + interval / 4)
             wait = self.settings.poll_interval if next_poll is None else next_poll - self._monotonic()
             try:
-                kind, obj = self._events.get(timeout=max(0.0, wait))
+                first = self._events.get(timeout=max(0.0, wait))
             except queue.Empty:
                 continue
-            self._guard(partial(self.on_event, kind, obj))
+            self._guard(partial(self.on_events, [first, *self._waiting_events()]))
 
     def _guard(self, fn: Callable[[], None]) -> None:
         try:
@@ -181,25 +185,59 @@ class Controller:
         return unit.queries if isinstance(unit, SlurmBackend) else 0
 
     # --- what the watch brings ---
+    def _waiting_events(self) -> list[tuple[str, Any]]:
+        """The events already queued behind the one taken (a burst of new steps), up to a bound."""
+        out: list[tuple[str, Any]] = []
+        while len(out) < EVENT_BATCH:
+            try:
+                out.append(self._events.get_nowait())
+            except queue.Empty:
+                break
+        return out
+
     def on_event(self, kind: str, obj: Any) -> None:
+        self.on_events([(kind, obj)])
+
+    def on_events(self, events: list[tuple[str, Any]]) -> None:
+        """Take a batch of the watch's events, then decide each step they changed once and apply the
+        plans together, as a poll cycle does (a burst of new steps is created on the appliers, not one
+        after the other on the loop)."""
+        changed: dict[str, None] = {}  # step UIDs, in order
+        for kind, obj in events:
+            uid = self._take_event(kind, obj)
+            if uid is not None:
+                changed[uid] = None
+        plans: list[tuple[str, list[Intent]]] = []
+        for uid in changed:
+            try:
+                decided = self._decide(uid)
+            except Exception:  # one broken step must not stall the others
+                log.exception("deciding on step %s failed; continuing", uid)
+                continue
+            if decided is not None and decided[1]:
+                plans.append((uid, decided[1]))
+        self._apply_plans(plans)
+
+    def _take_event(self, kind: str, obj: Any) -> str | None:
+        """Keep what one event says; the UID of a step to decide on now, if any."""
         if kind == "STOP":
-            return
+            return None
         if kind == "SYNC":
             self.steps = {o["metadata"]["uid"]: o for o in obj}
             self._synced.set()
-            return
-        uid = obj["metadata"]["uid"]
+            return None
+        uid: str = obj["metadata"]["uid"]
         if kind == "DELETED":
             self.steps.pop(uid, None)
             self._parsed.pop(uid, None)
             self._status_written.pop(uid, None)
             for unit in self.units.values():
                 unit.forget(uid)
-            return
+            return None
         if _older(obj, self.steps.get(uid)):
-            return  # from before our own write's answer: deciding on it would write the past again
+            return None  # from before our own write's answer: deciding on it would write the past again
         self.steps[uid] = obj
-        self._reconcile(uid)
+        return uid
 
     # --- the cycle ---
     def poll_and_reconcile(self) -> None:
@@ -238,19 +276,22 @@ class Controller:
                 self._guard(partial(self.apply_intents, uid, decided[1]))  # what everyone waits for: now
             else:
                 plans.append((uid, decided[1]))
-        # each step's own plan in order on one thread; steps apart. The loop waits, so only the appliers
-        # touch the controller's state meanwhile, each under its own step's UID.
+        self._apply_plans(plans)
+        self._guard(partial(self.allocations.reconcile, self.steps, self._guard))
+        now = self._monotonic()
+        if due(self._retention_looked, now, self.settings.retention_interval):
+            self._retention_looked = now
+            self._guard(self.expire_finished_runs)
+
+    def _apply_plans(self, plans: list[tuple[str, list[Intent]]]) -> None:
+        """Each step's own plan in order on one thread; steps apart. The loop waits, so only the appliers
+        touch the controller's state meanwhile, each under its own step's UID."""
         applied = [partial(self.apply_intents, uid, intents) for uid, intents in plans]
         if self.settings.apply_workers > 1 and len(applied) > 1:
             list(self._appliers.map(self._guard, applied))
         else:
             for apply in applied:
                 self._guard(apply)
-        self._guard(partial(self.allocations.reconcile, self.steps, self._guard))
-        now = self._monotonic()
-        if due(self._retention_looked, now, self.settings.retention_interval):
-            self._retention_looked = now
-            self._guard(self.expire_finished_runs)
 
     def expire_finished_runs(self) -> None:
         """Delete the steps of finished runs past their retention (reconcile.retention), a run at a time
