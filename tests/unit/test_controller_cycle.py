@@ -287,3 +287,40 @@ def test_a_burst_of_watch_events_is_taken_together_and_its_new_steps_submitted_o
     )
     assert sorted(kube.writes) == [("a", "status Queued"), ("b", "status Queued"), ("c", "status Queued")]
     assert all(t.startswith("converged-apply") for t in threads)  # not one after the other on the loop
+
+
+def test_a_woken_backends_cycle_observes_and_decides_only_its_own_steps(tmp_path: Path) -> None:
+    steps = [step_object("ends", queued("ends", 22, "Priority"))]
+    ended = [job_of("ends", 22, JobState.COMPLETED)]
+    controller, kube, transport, _ = controller_over(steps, ended, tmp_path)
+    listed: list[int] = []
+
+    def list_jobs() -> list[SlurmJob]:
+        listed.append(1)
+        return ended
+
+    transport.list_jobs = list_jobs  # type: ignore[method-assign]
+
+    controller.poll_and_reconcile(frozenset({Backend.KUEUE}))  # the Kueue unit's informers saw news
+    assert (listed, kube.writes) == ([], [])  # Slurm is not asked, its step not decided
+
+    controller.poll_and_reconcile()
+    assert listed == [1] and kube.writes[0] == ("ends", "status Succeeded")
+
+
+def test_wakeups_queue_one_entry_per_backend_until_the_loop_takes_it() -> None:
+    import queue
+
+    from converged_bridge.controller.wakeups import WAKE, Wakeups
+
+    inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
+    wakeups = Wakeups(inbox)
+    wake = wakeups.waker(Backend.KUEUE)
+    for _ in range(5):  # a burst of pod changes
+        wake()
+    assert inbox.qsize() == 1 and inbox.get_nowait() == (WAKE, Backend.KUEUE)
+    wake()
+    assert inbox.qsize() == 0  # not taken yet: the one queued entry stands for it
+    wakeups.taken(Backend.KUEUE)
+    wake()
+    assert inbox.get_nowait() == (WAKE, Backend.KUEUE)

@@ -34,6 +34,7 @@ from converged_bridge.backends.slurm.unit import SlurmBackend, TransportFactory
 from converged_bridge.controller.allocations import AllocationDriver
 from converged_bridge.controller.recording import EventSink, emit_intent_event, refuse_invalid
 from converged_bridge.controller.settings import ControllerSettings, build_units
+from converged_bridge.controller.wakeups import WAKE, Wakeups
 from converged_bridge.controller.watch import watch_steps
 from converged_bridge.errors import BackendError
 from converged_bridge.kube.allocations import StepAllocations
@@ -78,6 +79,7 @@ class Controller:
         clock: WallClock = utc_now,
         monotonic_clock: Monotonic = monotonic,
         allocations: StepAllocations | None = None,
+        wakeups: Wakeups | None = None,
     ) -> None:
         self.api = steps
         self.events = events
@@ -88,7 +90,9 @@ class Controller:
         self.steps: dict[str, dict[str, Any]] = {}  # uid -> latest object seen
         self._parsed: dict[str, tuple[str, WorkflowStep]] = {}  # uid -> (resourceVersion, model)
         self._status_written: dict[str, datetime] = {}  # uid -> our last status write (or first sight)
-        self._events: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._wakeups = wakeups or Wakeups(queue.Queue())
+        self._events: queue.Queue[tuple[str, Any]] = self._wakeups.inbox  # the watch's events, and wakeups
+        self._woken: set[Backend] = set()  # backends whose objects changed since their last cycle
         self._stop = threading.Event()
         self._synced = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -122,7 +126,8 @@ class Controller:
         """A controller on one Kubernetes client, with every backend unit."""
         settings = settings or ControllerSettings()
         objects = KubeObjects(core)
-        units = build_units(objects, settings, clock, monotonic_clock, transport_factory)
+        wakeups = Wakeups(queue.Queue())
+        units = build_units(objects, settings, clock, monotonic_clock, transport_factory, wakeups.waker)
         events = EventRecorder(objects, CONTROLLER_FIELD_MANAGER, clock=clock)
         return cls(
             WorkflowSteps(objects),
@@ -132,6 +137,7 @@ class Controller:
             clock=clock,
             monotonic_clock=monotonic_clock,
             allocations=StepAllocations(objects),
+            wakeups=wakeups,
         )
 
     # --- hosting ---
@@ -156,16 +162,25 @@ class Controller:
         threading.Thread(
             target=watch_steps, args=(self.api, self.settings, self._events, self._stop), daemon=True
         ).start()
+        interval = self.settings.poll_interval
         next_poll: float | None = None  # monotonic; None: poll as soon as the first LIST is in
+        early = 0.0  # monotonic: the soonest a woken backend's cycle may run
         while not self._stop.is_set():
             now = self._monotonic()
             if self._synced.is_set() and (next_poll is None or now >= next_poll):
+                self._woken.clear()
                 self._guard(self.poll_and_reconcile)
                 # at a fixed rate, so a job's end waits at most one interval to be listed; yet never so
                 # soon after a long cycle that the watch's events would wait behind the next one
-                interval = self.settings.poll_interval
                 next_poll = max(now + interval, self._monotonic() + interval / 4)
-            wait = self.settings.poll_interval if next_poll is None else next_poll - self._monotonic()
+                early = self._monotonic() + interval / 4
+            elif self._synced.is_set() and self._woken and now >= early:
+                woken, self._woken = frozenset(self._woken), set()
+                self._guard(partial(self.poll_and_reconcile, woken))  # their steps only, now
+                early = self._monotonic() + interval / 4
+            wait = interval if next_poll is None else next_poll - self._monotonic()
+            if self._woken:
+                wait = min(wait, early - self._monotonic())
             try:
                 first = self._events.get(timeout=max(0.0, wait))
             except queue.Empty:
@@ -222,6 +237,10 @@ class Controller:
         """Keep what one event says; the UID of a step to decide on now, if any."""
         if kind == "STOP":
             return None
+        if kind == WAKE:
+            self._wakeups.taken(obj)
+            self._woken.add(obj)
+            return None
         if kind == "SYNC":
             self.steps = {o["metadata"]["uid"]: o for o in obj}
             self._synced.set()
@@ -240,14 +259,16 @@ class Controller:
         return uid
 
     # --- the cycle ---
-    def poll_and_reconcile(self) -> None:
+    def poll_and_reconcile(self, only: frozenset[Backend] | None = None) -> None:
+        """One cycle: observe, decide, apply; `only` these backends' steps (a woken cycle: no
+        StepAllocations, no retention) or all."""
         started = time.thread_time()
         try:
-            self._poll_and_reconcile_once()
+            self._poll_and_reconcile_once(only)
         finally:
             self.cycle_cpu_seconds = [*self.cycle_cpu_seconds[-999:], time.thread_time() - started]
 
-    def _poll_and_reconcile_once(self) -> None:
+    def _poll_and_reconcile_once(self, only: frozenset[Backend] | None = None) -> None:
         self.cycles += 1
         active: dict[Backend, list[WorkflowStep]] = {}
         for uid, obj in list(self.steps.items()):
@@ -257,13 +278,18 @@ class Controller:
                 step = self._model(uid, obj)
             except ValidationError:
                 continue
-            active.setdefault(step.spec.backend, []).append(step)
-        allocations = self.allocations.poll(self.steps)
+            if only is None or step.spec.backend in only:
+                active.setdefault(step.spec.backend, []).append(step)
+        allocations = self.allocations.poll(self.steps) if only is None else {}
         for backend in sorted(active.keys() | allocations.keys()):
             self.units[backend].observe(active.get(backend, []), allocations.get(backend, []))
         plans: list[tuple[str, list[Intent]]] = []
         for uid, obj in list(self.steps.items()):
             if is_settled(obj):
+                continue
+            if only is not None and (
+                uid not in self._parsed or self._parsed[uid][1].spec.backend not in only
+            ):
                 continue
             try:
                 decided = self._decide(uid)
@@ -277,11 +303,17 @@ class Controller:
             else:
                 plans.append((uid, decided[1]))
         self._apply_plans(plans)
+        if only is not None:
+            return
         self._guard(partial(self.allocations.reconcile, self.steps, self._guard))
         now = self._monotonic()
         if due(self._retention_looked, now, self.settings.retention_interval):
             self._retention_looked = now
             self._guard(self.expire_finished_runs)
+
+    def _backend_in(self, uid: str, backends: frozenset[Backend]) -> bool:
+        parsed = self._parsed.get(uid)
+        return parsed is not None and parsed[1].spec.backend in backends
 
     def _apply_plans(self, plans: list[tuple[str, list[Intent]]]) -> None:
         """Each step's own plan in order on one thread; steps apart. The loop waits, so only the appliers

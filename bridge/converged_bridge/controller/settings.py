@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import timedelta
 
@@ -100,8 +101,10 @@ def build_units(
     clock: WallClock,
     monotonic_clock: Monotonic,
     transport_factory: TransportFactory = build_transport,
+    wake: Callable[[Backend], Callable[[], None]] | None = None,
 ) -> dict[Backend, BackendUnit]:
-    """The backend units a controller drives, over one Kubernetes client."""
+    """The backend units a controller drives, over one Kubernetes client; `wake(backend)` is what a
+    unit calls when its steps' backend objects changed (the Kueue unit's informers)."""
     from converged_bridge.api.slurmcluster import SlurmClusterSpec
     from converged_bridge.kube.kueue_api import KueueApi
 
@@ -136,5 +139,6 @@ def build_units(
             workloads=kueue.workloads,
             clock=clock,
             allocation_spool=settings.allocation_spool or None,
+            wake=wake(Backend.KUEUE) if wake else None,
         ),
     }
