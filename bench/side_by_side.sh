@@ -18,26 +18,31 @@
 # -b: run this checkout's bench script for every revision (each still with its own packages): for a
 # bench that changed since the older revision (how it sets up the site, what it reports).
 #
+# -k: keep the site's deployed controller running (benches whose steps are marked as an embedded
+# controller's, which it leaves alone; for a site others are using meanwhile).
+#
 # The Python is $PYTHON, else this checkout's .venv.
 #
-# Usage: bench/side_by_side.sh [-r ROUNDS] [-g REGEX] [-c] [-b] REV[,REV...] BENCH [ARGS...]
+# Usage: bench/side_by_side.sh [-r ROUNDS] [-g REGEX] [-c] [-b] [-k] REV[,REV...] BENCH [ARGS...]
 #   bench/side_by_side.sh -r 2 8ef2122,e7bc9cb,HEAD controller_steps.py --backend slurm --steps 1000
 set -euo pipefail
 rounds=1
 grep_re='.'
 own_crds=
 this_bench=
-while getopts "r:g:cb" opt; do
+keep_site=
+while getopts "r:g:cbk" opt; do
   case $opt in
+    k) keep_site=1 ;;
     c) own_crds=1 ;;
     b) this_bench=1 ;;
     r) rounds=$OPTARG ;;
     g) grep_re=$OPTARG ;;
-    *) sed -n '2,25p' "$0" >&2; exit 2 ;;
+    *) sed -n '2,28p' "$0" >&2; exit 2 ;;
   esac
 done
 shift $((OPTIND - 1))
-[ $# -ge 2 ] || { sed -n '24,25p' "$0" >&2; exit 2; }
+[ $# -ge 2 ] || { sed -n '27,28p' "$0" >&2; exit 2; }
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 IFS=, read -r -a revs <<<"$1"
 bench=$2
@@ -60,6 +65,7 @@ done
 
 site=(-n converged-system deployment/converged-daemon)
 replicas=$(kubectl get "${site[@]}" -o jsonpath='{.spec.replicas}' 2>/dev/null || true)
+if [ -n "$keep_site" ]; then replicas=; echo "# site controller left running"; fi
 apply_crds() { kubectl apply --server-side --force-conflicts --field-manager=side-by-side -f "$1/crds/" >/dev/null; }
 restore() {
   if [ -n "$own_crds" ]; then apply_crds "$root" && echo "# this checkout's CRDs applied again"; fi
