@@ -45,7 +45,7 @@ from converged_bridge.wire import (
 
 log = logging.getLogger("converged.controller.kueue")
 
-SYNC_WAIT = 20.0  # seconds an observation waits for the informers' first LISTs (then: not observed)
+SYNC_WAIT = 20.0  # seconds the first observation waits for the informers' first LISTs (then: not observed)
 CREATED_KEPT_CYCLES = 30  # an object this process created counts as there this long before the watch shows it
 
 
@@ -104,7 +104,9 @@ class KueueBackend:
             self._informers = start_kueue_informers(self._objects, workloads, on_change=self._wake)
         informers = self._informers
         self._observations += 1
-        if not informers.synced(wait=self._sync_wait):
+        wait, self._sync_wait = self._sync_wait, 0.0  # only the first observation waits (a LIST that
+        # keeps failing, e.g. forbidden, must not hold every cycle)
+        if not informers.synced(wait=wait):
             self._observed = False  # never plan from part of the picture: wait for every first LIST
             return
         by_kind = informers.objects_by_step()
