@@ -15,8 +15,8 @@ queue admits 32 at a time). The controller runs embedded in this process; measur
 
 Usage: .venv/bin/python bench/controller_steps.py [--backend slurm|kueue] [--steps 1000] [--poll 2]
 Runs on the local cluster as `make up` leaves it: Kueue steps in namespace `default` (its LocalQueue
-`default` is the kwok nodes' ClusterQueue), Slurm steps in namespace `alice` (SlurmCluster `converged`
-runs them as Slurm user alice). `--namespace` picks another.
+`default` is the kwok nodes' ClusterQueue), Slurm steps in namespace `alice` on SlurmCluster `hpc1` (which
+runs them as Slurm user alice). `--namespace` and `--slurm-cluster` pick others.
 """
 
 from __future__ import annotations
@@ -46,11 +46,14 @@ from converged_bridge.slurm.jobs import COMMENT_PREFIX, SlurmJob
 from converged_bridge.slurm.transport import SlurmTransport, Submission
 from converged_bridge.wire import CONTROLLER_LABEL, EMBEDDED, FINALIZER, RUN_LABEL
 
+SLURM_IMAGE = os.environ.get("CONVERGED_SLURM_IMAGE", "/var/lib/converged-local/images/step.sif")
 NAMESPACES = {"kueue": "default", "slurm": "alice"}  # as `make up` leaves the site (see the docstring)
 KUBECTL = "/var/lib/converged-local/bin/kubectl"
 
 
-def step_spec(backend: str, run: str, i: int, workdir: str) -> dict[str, Any]:
+def step_spec(
+    backend: str, run: str, i: int, workdir: str, cluster: str = "hpc1", image: str = SLURM_IMAGE
+) -> dict[str, Any]:
     common: dict[str, Any] = {
         "workflow": {"runId": run, "rule": "bench", "jobId": i},
         "backend": backend,
@@ -58,7 +61,7 @@ def step_spec(backend: str, run: str, i: int, workdir: str) -> dict[str, Any]:
         "resources": {"cpus": 1, "memMiB": 50, "runtimeMinutes": 5},
     }
     if backend == "slurm":
-        return {**common, "slurm": {"cluster": "converged"}, "workingDir": workdir}
+        return {**common, "slurm": {"cluster": cluster}, "workingDir": workdir, "image": image}
     return {**common, "kueue": {"localQueue": "default"}, "image": "registry.invalid/bench:1"}
 
 
@@ -117,6 +120,8 @@ def main() -> int:
     parser.add_argument("--workdir", default="/var/lib/converged-local/shared/bench-slurm")
     parser.add_argument("--per-step", help="write each step's times (JSON lines) to this file")
     parser.add_argument("--namespace", help="default: `default` for kueue, `alice` for slurm")
+    parser.add_argument("--slurm-cluster", default="hpc1", help="a SlurmCluster mapping the namespace")
+    parser.add_argument("--slurm-image", default=SLURM_IMAGE, help="the Slurm steps' image (Apptainer SIF)")
     args = parser.parse_args()
     ns = args.namespace or NAMESPACES[args.backend]
 
@@ -191,7 +196,7 @@ def main() -> int:
                     "labels": {RUN_LABEL: run, CONTROLLER_LABEL: EMBEDDED},
                     "finalizers": [FINALIZER],  # as the plugin creates its steps
                 },
-                "spec": step_spec(args.backend, run, i, args.workdir),
+                "spec": step_spec(args.backend, run, i, args.workdir, args.slurm_cluster, args.slurm_image),
             }
         )
     for item in items:
