@@ -6,14 +6,17 @@ queue admits 32 at a time). The controller runs embedded in this process; measur
 - Slurm queries per poll cycle (target: exactly 1 per cluster, whatever N);
 - status lag: from a job's end (Slurm's end time, 1 s resolution) to its WorkflowStep showing the
   terminal phase, seen through a WATCH (target: <= poll interval + 1 s);
-- controller CPU per cycle (listing + reconciling every step), and Kubernetes API calls per step.
+- controller CPU per cycle (observing + reconciling every step), the whole process's CPU (informer threads
+  included), and Kubernetes API calls per step.
 
 - creation -> Succeeded per step (median, p99) and steps per second overall;
 - creation -> Slurm submission per step and the spread of the submissions (new work must not wait);
 - how long each Slurm job listing took, and which code tree ran (a before/after comparison runs two).
 
 Usage: .venv/bin/python bench/controller_steps.py [--backend slurm|kueue] [--steps 1000] [--poll 2]
-Needs the local cluster up with converged's CRDs and the test identities (run the integration tests once).
+Runs on the local cluster as `make up` leaves it: Kueue steps in namespace `default` (its LocalQueue
+`default` is the kwok nodes' ClusterQueue), Slurm steps in namespace `alice` on SlurmCluster `hpc1` (which
+runs them as Slurm user alice). `--namespace` and `--slurm-cluster` pick others.
 """
 
 from __future__ import annotations
@@ -44,11 +47,14 @@ from converged_bridge.slurm.jobs import COMMENT_PREFIX, SlurmJob
 from converged_bridge.slurm.transport import SlurmTransport, Submission
 from converged_bridge.wire import CONTROLLER_LABEL, EMBEDDED, FINALIZER, RUN_LABEL
 
-NS = "team-b"
+SLURM_IMAGE = os.environ.get("CONVERGED_SLURM_IMAGE", "/var/lib/converged-local/images/step.sif")
+NAMESPACES = {"kueue": "default", "slurm": "alice"}  # as `make up` leaves the site (see the docstring)
 KUBECTL = "/var/lib/converged-local/bin/kubectl"
 
 
-def step_spec(backend: str, run: str, i: int, workdir: str) -> dict[str, Any]:
+def step_spec(
+    backend: str, run: str, i: int, workdir: str, cluster: str = "hpc1", image: str = SLURM_IMAGE
+) -> dict[str, Any]:
     common: dict[str, Any] = {
         "workflow": {"runId": run, "rule": "bench", "jobId": i},
         "backend": backend,
@@ -56,7 +62,7 @@ def step_spec(backend: str, run: str, i: int, workdir: str) -> dict[str, Any]:
         "resources": {"cpus": 1, "memMiB": 50, "runtimeMinutes": 5},
     }
     if backend == "slurm":
-        return {**common, "slurm": {"cluster": "converged"}, "workingDir": workdir}
+        return {**common, "slurm": {"cluster": cluster}, "workingDir": workdir, "image": image}
     return {**common, "kueue": {"localQueue": "default"}, "image": "registry.invalid/bench:1"}
 
 
@@ -114,7 +120,11 @@ def main() -> int:
     parser.add_argument("--kubeconfig", default="/var/lib/converged-local/kubeconfig")
     parser.add_argument("--workdir", default="/var/lib/converged-local/shared/bench-slurm")
     parser.add_argument("--per-step", help="write each step's times (JSON lines) to this file")
+    parser.add_argument("--namespace", help="default: `default` for kueue, `alice` for slurm")
+    parser.add_argument("--slurm-cluster", default="hpc1", help="a SlurmCluster mapping the namespace")
+    parser.add_argument("--slurm-image", default=SLURM_IMAGE, help="the Slurm steps' image (Apptainer SIF)")
     args = parser.parse_args()
+    ns = args.namespace or NAMESPACES[args.backend]
 
     run = f"bench-{uuid.uuid4().hex[:6]}"
     selector = f"{CONTROLLER_LABEL}={EMBEDDED},{RUN_LABEL}={run}"
@@ -141,12 +151,12 @@ def main() -> int:
 
     def watch() -> None:
         while not stop.is_set():
-            items, rv = watcher_kube.list_steps(NS)  # (re)list: also after an expired watch (410)
+            items, rv = watcher_kube.list_steps(ns)  # (re)list: also after an expired watch (410)
             for obj in items:
                 note(obj)
             expired = False
             while not stop.is_set() and not expired:
-                for kind, obj in watcher_kube.watch_steps(rv, NS, timeout_seconds=30):
+                for kind, obj in watcher_kube.watch_steps(rv, ns, timeout_seconds=30):
                     if kind == "ERROR":
                         expired = True
                         break
@@ -159,20 +169,6 @@ def main() -> int:
     watch_thread = threading.Thread(target=watch, daemon=True)
     watch_thread.start()
 
-    if args.backend == "kueue":  # the kwok ClusterQueue, reachable from the bench namespace
-        queue = {
-            "apiVersion": "kueue.x-k8s.io/v1beta2",
-            "kind": "LocalQueue",
-            "metadata": {"name": "default", "namespace": NS},
-            "spec": {"clusterQueue": "default"},
-        }
-        subprocess.run(
-            [KUBECTL, f"--kubeconfig={args.kubeconfig}", "apply", "-f", "-"],
-            input=json.dumps(queue),
-            text=True,
-            capture_output=True,
-            check=True,
-        )
     kube = KubeCore(api, field_manager="converged-controller")
     timed: list[TimedTransport] = []
 
@@ -184,11 +180,11 @@ def main() -> int:
         kube,
         # this run's steps only, marked as an embedded controller's: the site's deployed controller leaves
         # them alone (it drives every step without the mark), as it does a plugin run's with an embedded one
-        ControllerSettings(poll_interval=args.poll, namespace=NS, label_selector=selector),
+        ControllerSettings(poll_interval=args.poll, namespace=ns, label_selector=selector),
         transport_factory=transport,
     )
     controller.start()
-    t0 = time.time()
+    t0, cpu0 = time.time(), time.process_time()
     items: list[dict[str, Any]] = []
     for i in range(args.steps):
         items.append(
@@ -197,11 +193,11 @@ def main() -> int:
                 "kind": "WorkflowStep",
                 "metadata": {
                     "name": f"{run}-{i}",
-                    "namespace": NS,
+                    "namespace": ns,
                     "labels": {RUN_LABEL: run, CONTROLLER_LABEL: EMBEDDED},
                     "finalizers": [FINALIZER],  # as the plugin creates its steps
                 },
-                "spec": step_spec(args.backend, run, i, args.workdir),
+                "spec": step_spec(args.backend, run, i, args.workdir, args.slurm_cluster, args.slurm_image),
             }
         )
     for item in items:
@@ -224,6 +220,7 @@ def main() -> int:
         print(f"\r{len(seen)}/{args.steps} finished", end="", file=sys.stderr)
     print(file=sys.stderr)
     makespan = time.time() - t0
+    process_cpu = time.process_time() - cpu0  # the controller's threads (informers included) and the bench's
     cycles = controller.cycles - start_cycles
     queries = controller.queries(Backend.SLURM) - start_queries
     cpu = controller.cycle_cpu_seconds[-cycles:] if cycles else [0.0]
@@ -269,6 +266,7 @@ def main() -> int:
             "p99": round(pct(cpu, 99), 4),
             "max": round(max(cpu), 4),
         },
+        "process_cpu_s": round(process_cpu, 1),
         "kube_calls_until_finished": calls,
         "kube_calls_per_step": round(sum(calls.values()) / args.steps, 2),
         "status_writes_per_step": round(calls.get("patch-status", 0) / args.steps, 2),
@@ -287,7 +285,7 @@ def main() -> int:
             "delete",
             "wfs",
             "-n",
-            NS,
+            ns,
             "-l",
             selector,
             "--timeout=600s",

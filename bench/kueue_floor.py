@@ -11,7 +11,8 @@ converged makespan (target >= 0.9). `--rounds` alternates the two sides (alone, 
 so drifting load falls on both.
 
 Usage: .venv/bin/python bench/kueue_floor.py [--steps 300] [--rounds 1] [--poll 2]
-Needs the local cluster up with converged's CRDs and the test identities (run the integration tests once).
+Runs on the local cluster as `make up` leaves it: namespace `default`, whose LocalQueue `default` is the
+kwok nodes' ClusterQueue `default` (both sides).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from converged_bridge.kube.objects import KubeObjects
 from converged_bridge.wire import JOBS
 
 ROOT = Path(__file__).resolve().parents[1]
-NS = "team-b"
+NS = "default"  # its LocalQueue `default` (made by `make up`) is the kwok ClusterQueue
 KUBECTL = "/var/lib/converged-local/bin/kubectl"
 
 
@@ -171,6 +172,8 @@ def through_converged(steps: int, poll: float) -> dict[str, Any]:
         "kube_calls_per_step": result["kube_calls_per_step"],
         "kube_calls": result["kube_calls_until_finished"],
         "cycle_cpu_s": result["cycle_cpu_s"],
+        "process_cpu_s": result.get("process_cpu_s"),
+        "status_writes_per_step": result.get("status_writes_per_step"),
     }
 
 
@@ -184,19 +187,6 @@ def main() -> int:
     parser.add_argument("--kubeconfig", default="/var/lib/converged-local/kubeconfig")
     args = parser.parse_args()
     core = KubeCore(load_api_client(args.kubeconfig), field_manager="bench")
-    queue = {  # the kwok ClusterQueue, reachable from the bench namespace (as in bench/controller_steps.py)
-        "apiVersion": "kueue.x-k8s.io/v1beta2",
-        "kind": "LocalQueue",
-        "metadata": {"name": "default", "namespace": NS},
-        "spec": {"clusterQueue": "default"},
-    }
-    subprocess.run(
-        [KUBECTL, f"--kubeconfig={args.kubeconfig}", "apply", "-f", "-"],
-        input=json.dumps(queue),
-        text=True,
-        capture_output=True,
-        check=True,
-    )
     results = []
     for _ in range(args.rounds):
         for side in ("alone", "converged"):

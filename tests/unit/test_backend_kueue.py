@@ -339,3 +339,34 @@ def test_the_mpi_launcher_waits_until_every_worker_of_the_hostfile_resolves(tmp_
     )
     assert (cp.returncode, cp.stdout) == (0, "ranks start\n"), cp.stderr
     assert (tmp_path / "asked").read_text().strip() == "3"  # asked until it resolved, then no more
+
+
+def test_a_waiting_step_is_written_once_per_refresh_and_told_only_when_it_runs_and_ends() -> None:
+    """Created, then Kueue's Workload pending, then admitted: all Queued, written once (the latest state)
+    within the refresh interval, and no Event; Running and the end are written at once, each with one."""
+    refresh = timedelta(seconds=30)
+
+    def view(after: float, obj: Any, workload: Any = None, pods: Any = ()) -> KueueView:
+        timing = StatusTiming(NOW + timedelta(seconds=after), NOW, refresh)
+        if obj is not None:  # the captured Job, as the one this step's plan created
+            obj = {**obj, "metadata": {**obj["metadata"], "name": "map-7"}}
+        return KueueView(site=SITE, obj=obj, workload=workload, pods=list(pods), timing=timing)
+
+    created = plan(make_step(), view(0, None))
+    assert [type(i).__name__ for i in created] == ["CreateObject", "WriteStatus"]  # no Event for Queued
+    stored = next(i for i in created if isinstance(i, WriteStatus)).status
+    step = make_step().model_copy(update={"status": stored})
+    job = load("job-pending.json")
+    assert plan(step, view(5, job, load("workload-pending.json"))) == []  # the Workload's name: waits
+    assert plan(step, view(9, load("job-admitted.json"), load("workload-admitted.json"))) == []
+    (write,) = plan(step, view(31, load("job-admitted.json"), load("workload-admitted.json")))
+    assert isinstance(write, WriteStatus)
+    assert write.status.backend_ref is not None and write.status.backend_ref.workload
+    assert (write.status.reason, write.status.start_time is not None) == ("Admitted", True)
+
+    ended = plan(
+        step,
+        view(9, load("job-succeeded.json"), load("workload-finished.json"), [load("pod-succeeded.json")]),
+    )
+    assert [type(i).__name__ for i in ended] == ["WriteStatus", "Emit"]
+    assert isinstance(ended[0], WriteStatus) and ended[0].status.phase is Phase.SUCCEEDED

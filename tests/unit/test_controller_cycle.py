@@ -231,8 +231,7 @@ def test_a_cycle_writes_the_ended_step_first_and_submits_new_work_in_the_same_cy
     assert kube.writes[:2] == [("ends", "status Succeeded"), ("ends", "event Succeeded")]
     # then the other plans, on the appliers: each step's own writes in order
     assert sorted(kube.writes[2:]) == [
-        ("new", "event Queued"),
-        ("new", "status Queued"),
+        ("new", "status Queued"),  # no Event: a waiting phase's status says it
         ("starts", "event Running"),
         ("starts", "status Running"),
     ]  # "waits": a new pending reason alone waits for the refresh interval
@@ -264,3 +263,65 @@ def test_a_watch_event_older_than_our_own_write_is_not_decided_on(tmp_path: Path
         == kube.stored["s"]["metadata"]["resourceVersion"]
     )
     assert len(kube.writes) == 2
+
+
+def test_a_burst_of_watch_events_is_taken_together_and_its_new_steps_submitted_on_the_appliers(
+    tmp_path: Path,
+) -> None:
+    waiting = [step_object("old", queued("old", 20, "Resources"))]
+    controller, kube, transport, _ = controller_over(waiting, [job_of("old", 20, JobState.PENDING)], tmp_path)
+    controller.poll_and_reconcile()  # the Slurm cluster is observed: new steps can be decided at once
+    threads: list[str] = []
+    submit = transport.submit
+
+    def noting_thread(submission: Submission) -> int:
+        threads.append(threading.current_thread().name)
+        return submit(submission)
+
+    transport.submit = noting_thread  # type: ignore[method-assign]
+    burst = [("ADDED", kube.put(step_object(name))) for name in ("a", "b", "c")]
+
+    controller.on_events(burst)
+
+    assert sorted(s.options.comment for s in transport.submitted) == sorted(
+        f"{COMMENT_PREFIX}{uid(n)}" for n in ("a", "b", "c")
+    )
+    assert sorted(kube.writes) == [("a", "status Queued"), ("b", "status Queued"), ("c", "status Queued")]
+    assert all(t.startswith("converged-apply") for t in threads)  # not one after the other on the loop
+
+
+def test_a_woken_backends_cycle_observes_and_decides_only_its_own_steps(tmp_path: Path) -> None:
+    steps = [step_object("ends", queued("ends", 22, "Priority"))]
+    ended = [job_of("ends", 22, JobState.COMPLETED)]
+    controller, kube, transport, _ = controller_over(steps, ended, tmp_path)
+    listed: list[int] = []
+
+    def list_jobs() -> list[SlurmJob]:
+        listed.append(1)
+        return ended
+
+    transport.list_jobs = list_jobs  # type: ignore[method-assign]
+
+    controller.poll_and_reconcile(frozenset({Backend.KUEUE}))  # the Kueue unit's informers saw news
+    assert (listed, kube.writes) == ([], [])  # Slurm is not asked, its step not decided
+
+    controller.poll_and_reconcile()
+    assert listed == [1] and kube.writes[0] == ("ends", "status Succeeded")
+
+
+def test_wakeups_queue_one_entry_per_backend_until_the_loop_takes_it() -> None:
+    import queue
+
+    from converged_bridge.controller.wakeups import WAKE, Wakeups
+
+    inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
+    wakeups = Wakeups(inbox)
+    wake = wakeups.waker(Backend.KUEUE)
+    for _ in range(5):  # a burst of pod changes
+        wake()
+    assert inbox.qsize() == 1 and inbox.get_nowait() == (WAKE, Backend.KUEUE)
+    wake()
+    assert inbox.qsize() == 0  # not taken yet: the one queued entry stands for it
+    wakeups.taken(Backend.KUEUE)
+    wake()
+    assert inbox.get_nowait() == (WAKE, Backend.KUEUE)

@@ -18,7 +18,7 @@ from urllib3 import HTTPResponse
 from urllib3.exceptions import NewConnectionError, ProtocolError, ReadTimeoutError
 
 from converged_bridge.errors import BackendError, PermanentBackendError, TransientBackendError
-from converged_bridge.kube.core import AlreadyExists, Conflict, NotFound, translate
+from converged_bridge.kube.core import AlreadyExists, Conflict, Gone, NotFound, translate
 
 WHAT = "POST /apis/converged.dev/v1alpha1/namespaces/team-a/workflowsteps"
 
@@ -100,7 +100,8 @@ def test_a_refusal_is_permanent_and_carries_the_api_server_s_message() -> None:
     assert type(e) is PermanentBackendError
     assert str(e) == f"{WHAT}: HTTP 403 Forbidden: {forbidden['message']}"
     gone = translated(410, "Gone", status(410, "Expired", "too old resource version: 12 (3456)"))
-    assert type(gone) is PermanentBackendError and "HTTP 410 Gone: too old resource version" in str(gone)
+    # Gone: permanent for this request, and the watch's cue to LIST again (kube.informer)
+    assert type(gone) is Gone and "HTTP 410 Gone: too old resource version" in str(gone)
 
 
 def test_a_long_message_is_cut_and_a_body_that_is_not_a_status_is_quoted_from_its_start() -> None:

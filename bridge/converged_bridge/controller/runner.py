@@ -1,13 +1,15 @@
 """The WorkflowStep controller: generic over backends.
 
 Reads: one LIST then one WATCH of WorkflowSteps (in a watcher thread), and per poll cycle each backend
-unit's observation of its own steps (one Slurm listing per cluster, one LIST per Kubernetes kind) —
-never a request per step. Decides every unfinished step through `reconcile.lifecycle` (finalizer,
+unit's observation of its own steps (one Slurm listing per cluster; the Kueue unit's informers'
+caches) — never a request per step. Decides every unfinished step through `reconcile.lifecycle` (finalizer,
 deletion) and its backend's pure plan. Writes: finalizers, status (only when it changed; a waiting
 step's new reason alone at most every `pending_reason_refresh`) and events, all in `apply_intents`,
 which hands backend intents to their unit. A poll cycle applies the plans that end a step first,
 then all others (submissions of new steps included: new work never waits for a later cycle), those
-on `apply_workers` threads, one step's plan in order on one thread. Runs as a process
+on `apply_workers` threads, one step's plan in order on one thread. The watch's events are taken in
+batches (all that are queued), and the steps they change decided and applied together the same way,
+so a burst of new steps is created on the appliers. Runs as a process
 (`python -m converged_bridge.controller`) or embedded in another Python process (`start()` /
 `stop()`), from the same code.
 """
@@ -34,6 +36,7 @@ from converged_bridge.controller.echoes import AwaitedEchoes
 from converged_bridge.controller.recording import EventSink, emit_intent_event, refuse_invalid
 from converged_bridge.controller.settings import ControllerSettings
 from converged_bridge.controller.units import TransportFactory, UnitContext, build_units
+from converged_bridge.controller.wakeups import WAKE, Wakeups
 from converged_bridge.controller.watch import watch_steps
 from converged_bridge.errors import BackendError
 from converged_bridge.kube.allocations import StepAllocations
@@ -64,6 +67,8 @@ from converged_bridge.wire import CONTROLLER_FIELD_MANAGER, FINALIZER
 
 log = logging.getLogger("converged.controller")
 
+EVENT_BATCH = 1000  # watch events taken together before their steps are decided
+
 
 class Controller:
     def __init__(
@@ -76,6 +81,7 @@ class Controller:
         clock: WallClock = utc_now,
         monotonic_clock: Monotonic = monotonic,
         allocations: StepAllocations | None = None,
+        wakeups: Wakeups | None = None,
     ) -> None:
         self.api = steps
         self.events = events
@@ -88,7 +94,9 @@ class Controller:
         self._status_written: dict[str, datetime] = {}  # uid -> our last status write (or first sight)
         self._echoes = AwaitedEchoes()  # our writes whose versions the watch has not brought back yet
         self._unserved: set[str] = set()  # uids of steps whose backend has no unit here (told once)
-        self._events: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._wakeups = wakeups or Wakeups(queue.Queue())
+        self._events: queue.Queue[tuple[str, Any]] = self._wakeups.inbox  # the watch's events, and wakeups
+        self._woken: set[Backend] = set()  # backends whose objects changed since their last cycle
         self._stop = threading.Event()
         self._synced = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -122,7 +130,8 @@ class Controller:
         """A controller on one Kubernetes client, with every backend unit."""
         settings = settings or ControllerSettings()
         objects = KubeObjects(core)
-        context = UnitContext(objects, settings, clock, monotonic_clock)
+        wakeups = Wakeups(queue.Queue())
+        context = UnitContext(objects, settings, clock, monotonic_clock, wake=wakeups.waker)
         units = build_units(
             replace(context, transport_factory=transport_factory) if transport_factory else context
         )
@@ -135,6 +144,7 @@ class Controller:
             clock=clock,
             monotonic_clock=monotonic_clock,
             allocations=StepAllocations(objects),
+            wakeups=wakeups,
         )
 
     # --- hosting ---
@@ -159,21 +169,30 @@ class Controller:
         threading.Thread(
             target=watch_steps, args=(self.api, self.settings, self._events, self._stop), daemon=True
         ).start()
+        interval = self.settings.poll_interval
         next_poll: float | None = None  # monotonic; None: poll as soon as the first LIST is in
+        early = 0.0  # monotonic: the soonest a woken backend's cycle may run
         while not self._stop.is_set():
             now = self._monotonic()
             if self._synced.is_set() and (next_poll is None or now >= next_poll):
+                self._woken.clear()
                 self._guard(self.poll_and_reconcile)
                 # at a fixed rate, so a job's end waits at most one interval to be listed; yet never so
                 # soon after a long cycle that the watch's events would wait behind the next one
-                interval = self.settings.poll_interval
                 next_poll = max(now + interval, self._monotonic() + interval / 4)
-            wait = self.settings.poll_interval if next_poll is None else next_poll - self._monotonic()
+                early = self._monotonic() + interval / 4
+            elif self._synced.is_set() and self._woken and now >= early:
+                woken, self._woken = frozenset(self._woken), set()
+                self._guard(partial(self.poll_and_reconcile, woken))  # their steps only, now
+                early = self._monotonic() + interval / 4
+            wait = interval if next_poll is None else next_poll - self._monotonic()
+            if self._woken:
+                wait = min(wait, early - self._monotonic())
             try:
-                kind, obj = self._events.get(timeout=max(0.0, wait))
+                first = self._events.get(timeout=max(0.0, wait))
             except queue.Empty:
                 continue
-            self._guard(partial(self.on_event, kind, obj))
+            self._guard(partial(self.on_events, [first, *self._waiting_events()]))
 
     def _guard(self, fn: Callable[[], None]) -> None:
         try:
@@ -193,15 +212,53 @@ class Controller:
         return self.unit(backend).queries
 
     # --- what the watch brings ---
+    def _waiting_events(self) -> list[tuple[str, Any]]:
+        """The events already queued behind the one taken (a burst of new steps), up to a bound."""
+        out: list[tuple[str, Any]] = []
+        while len(out) < EVENT_BATCH:
+            try:
+                out.append(self._events.get_nowait())
+            except queue.Empty:
+                break
+        return out
+
     def on_event(self, kind: str, obj: Any) -> None:
+        self.on_events([(kind, obj)])
+
+    def on_events(self, events: list[tuple[str, Any]]) -> None:
+        """Take a batch of the watch's events, then decide each step they changed once and apply the
+        plans together, as a poll cycle does (a burst of new steps is created on the appliers, not one
+        after the other on the loop)."""
+        changed: dict[str, None] = {}  # step UIDs, in order
+        for kind, obj in events:
+            uid = self._take_event(kind, obj)
+            if uid is not None:
+                changed[uid] = None
+        plans: list[tuple[str, list[Intent]]] = []
+        for uid in changed:
+            try:
+                decided = self._decide(uid)
+            except Exception:  # one broken step must not stall the others
+                log.exception("deciding on step %s failed; continuing", uid)
+                continue
+            if decided is not None and decided[1]:
+                plans.append((uid, decided[1]))
+        self._apply_plans(plans)
+
+    def _take_event(self, kind: str, obj: Any) -> str | None:
+        """Keep what one event says; the UID of a step to decide on now, if any."""
         if kind == "STOP":
-            return
+            return None
+        if kind == WAKE:
+            self._wakeups.taken(obj)
+            self._woken.add(obj)
+            return None
         if kind == "SYNC":
             self.steps = {o["metadata"]["uid"]: o for o in obj}
             self._echoes.clear()
             self._synced.set()
-            return
-        uid = obj["metadata"]["uid"]
+            return None
+        uid: str = obj["metadata"]["uid"]
         if kind == "DELETED":
             self.steps.pop(uid, None)
             self._parsed.pop(uid, None)
@@ -210,21 +267,23 @@ class Controller:
             self._unserved.discard(uid)
             for unit in self.units.values():
                 unit.forget(uid)
-            return
+            return None
         if self._echoes.is_stale(uid, obj):
-            return  # from before our own write's answer: deciding on it would write the past again
+            return None  # from before our own write's answer: deciding on it would write the past again
         self.steps[uid] = obj
-        self._reconcile(uid)
+        return uid
 
     # --- the cycle ---
-    def poll_and_reconcile(self) -> None:
+    def poll_and_reconcile(self, only: frozenset[Backend] | None = None) -> None:
+        """One cycle: observe, decide, apply; `only` these backends' steps (a woken cycle: no
+        StepAllocations, no retention) or all."""
         started = time.thread_time()
         try:
-            self._poll_and_reconcile_once()
+            self._poll_and_reconcile_once(only)
         finally:
             self.cycle_cpu_seconds = [*self.cycle_cpu_seconds[-999:], time.thread_time() - started]
 
-    def _poll_and_reconcile_once(self) -> None:
+    def _poll_and_reconcile_once(self, only: frozenset[Backend] | None = None) -> None:
         self.cycles += 1
         active: dict[Backend, list[WorkflowStep]] = {}
         for uid, obj in list(self.steps.items()):
@@ -234,8 +293,9 @@ class Controller:
                 step = self._model(uid, obj)
             except ValidationError:
                 continue
-            active.setdefault(step.spec.backend, []).append(step)
-        allocations = self.allocations.poll(self.steps)
+            if only is None or step.spec.backend in only:
+                active.setdefault(step.spec.backend, []).append(step)
+        allocations = self.allocations.poll(self.steps) if only is None else {}
         for backend in sorted(active.keys() | allocations.keys()):
             unit = self.units.get(backend)
             if unit is not None:  # steps of a backend without a unit: _decide says so
@@ -243,6 +303,10 @@ class Controller:
         plans: list[tuple[str, list[Intent]]] = []
         for uid, obj in list(self.steps.items()):
             if is_settled(obj):
+                continue
+            if only is not None and (
+                uid not in self._parsed or self._parsed[uid][1].spec.backend not in only
+            ):
                 continue
             try:
                 decided = self._decide(uid)
@@ -255,19 +319,28 @@ class Controller:
                 self._guard(partial(self.apply_intents, uid, decided[1]))  # what everyone waits for: now
             else:
                 plans.append((uid, decided[1]))
-        # each step's own plan in order on one thread; steps apart. The loop waits, so only the appliers
-        # touch the controller's state meanwhile, each under its own step's UID.
+        self._apply_plans(plans)
+        if only is not None:
+            return
+        self._guard(partial(self.allocations.reconcile, self.steps, self._guard))
+        now = self._monotonic()
+        if due(self._retention_looked, now, self.settings.retention_interval):
+            self._retention_looked = now
+            self._guard(self.expire_finished_runs)
+
+    def _backend_in(self, uid: str, backends: frozenset[Backend]) -> bool:
+        parsed = self._parsed.get(uid)
+        return parsed is not None and parsed[1].spec.backend in backends
+
+    def _apply_plans(self, plans: list[tuple[str, list[Intent]]]) -> None:
+        """Each step's own plan in order on one thread; steps apart. The loop waits, so only the appliers
+        touch the controller's state meanwhile, each under its own step's UID."""
         applied = [partial(self.apply_intents, uid, intents) for uid, intents in plans]
         if self.settings.apply_workers > 1 and len(applied) > 1:
             list(self._appliers.map(self._guard, applied))
         else:
             for apply in applied:
                 self._guard(apply)
-        self._guard(partial(self.allocations.reconcile, self.steps, self._guard))
-        now = self._monotonic()
-        if due(self._retention_looked, now, self.settings.retention_interval):
-            self._retention_looked = now
-            self._guard(self.expire_finished_runs)
 
     def expire_finished_runs(self) -> None:
         """Delete the steps of finished runs past their retention (reconcile.retention), a run at a time

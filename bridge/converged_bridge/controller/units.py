@@ -36,6 +36,8 @@ class UnitContext:
     clock: WallClock
     monotonic_clock: Monotonic
     transport_factory: TransportFactory = build_transport  # how Slurm units reach a cluster
+    # what a unit calls when its steps' backend objects changed (wake(backend)(): an early cycle)
+    wake: Callable[[Backend], Callable[[], None]] | None = None
 
 
 UnitFactory = Callable[[UnitContext], BackendUnit]
@@ -75,6 +77,7 @@ def build_kueue_unit(context: UnitContext) -> BackendUnit:
         workloads=KueueApi(context.objects).workloads,
         clock=context.clock,
         allocation_spool=context.settings.allocation_spool or None,
+        wake=context.wake(Backend.KUEUE) if context.wake else None,
     )
 
 

@@ -35,6 +35,10 @@ class Conflict(TransientBackendError):
     """Someone else changed the object; read it again and retry."""
 
 
+class Gone(PermanentBackendError):
+    """410: the resourceVersion a WATCH asked to resume from is compacted away; LIST again."""
+
+
 def load_api_client(kubeconfig: str | None = None) -> Any:
     """An ApiClient from `kubeconfig`, else $KUBECONFIG / ~/.kube/config, else the in-cluster account.
 
@@ -81,6 +85,8 @@ def translate(e: Exception, what: str) -> Exception:
     if isinstance(e, ApiException):
         if e.status == 404:
             return NotFound(f"{what}: not found")
+        if e.status == 410:
+            return Gone(f"{what}: HTTP 410 {e.reason}: {_message(e.body)}")
         if e.status == 409:
             if "AlreadyExists" in str(e.body) or "already exists" in str(e.body):
                 return AlreadyExists(f"{what}: already exists")

@@ -15,6 +15,7 @@ from converged_bridge.reconcile.intents import Emit, Intent, WriteStatus
 TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED})
 _TERMINAL_VALUES = frozenset(p.value for p in TERMINAL_PHASES)
 WAITING_PHASES = frozenset({Phase.PENDING, Phase.QUEUED})  # their reason is the backend's "why not yet"
+EVENT_PHASES = TERMINAL_PHASES | {Phase.RUNNING}  # a step's Events: it runs, it ended (and refusals)
 
 
 @dataclass(frozen=True)
@@ -143,11 +144,13 @@ def same_status(a: WorkflowStepStatus, b: WorkflowStepStatus) -> bool:
 
 
 def only_pending_reason_changed(old: WorkflowStepStatus, new: WorkflowStepStatus) -> bool:
-    """`new` is `old` in the same waiting phase with another reason or message, nothing else changed.
+    """`new` is `old` in the same waiting phase with another reason or message, or with what the backend
+    tells of a job still waiting (the Kueue Workload's name, an admission or expected start time).
 
     Slurm alternates a queued job's reason between Priority and Resources, Kueue rewords its quota
-    message: such changes (also in the conditions' reason and message) may wait; a change of phase,
-    backendRef, exit code, times, observedGeneration or a condition's status may not.
+    message, names the Workload and admits it: such changes (also in the conditions' reason and
+    message) may wait, and are written with the next change that may not: of phase, of the backend
+    job or object itself, exit code, completion time, observedGeneration or a condition's status.
     """
     if new.phase not in WAITING_PHASES or new.phase != old.phase:
         return False
@@ -158,6 +161,8 @@ def _without_wording(status: WorkflowStepStatus) -> dict[str, Any]:
     doc: dict[str, Any] = status.model_dump(mode="json", by_alias=True, exclude_none=True)
     doc.pop("reason", None)
     doc.pop("message", None)
+    doc.pop("startTime", None)
+    (doc.get("backendRef") or {}).pop("workload", None)
     for cond in doc.get("conditions", []):
         cond.pop("reason", None)
         cond.pop("message", None)
@@ -192,8 +197,9 @@ def plan_status(
     warn: bool = False,
     timing: StatusTiming,
 ) -> list[Intent]:
-    """WriteStatus when the status `step` should have differs from the stored one, plus an Event on a
-    phase change (Warning for Failed). `warn` marks a refusal: its Event carries `reason`. A terminal
+    """WriteStatus when the status `step` should have differs from the stored one, plus an Event when
+    the step starts Running or ends (Warning for Failed; a waiting phase gets none: the status says
+    it). `warn` marks a refusal: its Event carries `reason`. A terminal
     phase without a completion time completes `now`. Shared by every backend.
 
     A change of only the pending reason (see `only_pending_reason_changed`) is written at most once per
@@ -223,7 +229,7 @@ def plan_status(
     ):
         return []
     out: list[Intent] = [WriteStatus(new)]
-    if new.phase != step.status.phase or warn:
+    if (new.phase != step.status.phase and new.phase in EVENT_PHASES) or warn:
         event_reason = (reason or phase.value) if warn else phase.value
         out.append(Emit("Warning" if phase == Phase.FAILED else "Normal", event_reason, message))
     return out

@@ -1,6 +1,7 @@
-"""The Kueue backend unit: per cycle one LIST per served operator kind, one of Workloads and one of the
-steps' pods; the pure plan; creating and deleting the steps' operator objects. A StepAllocation is one
-Job among them (its pod runs the agent); its steps are handed to that agent (`allocation.keeper`)."""
+"""The Kueue backend unit: the operator kinds, Workloads, the steps' pods and Namespaces as informers
+keep them (one LIST each, then WATCHes: no request per cycle); the pure plan; creating and deleting
+the steps' operator objects. A StepAllocation is one Job among them (its pod runs the agent); its
+steps are handed to that agent (`allocation.keeper`)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from converged_bridge.backends.kueue.allocation import (
     build_grouped_step_script,
     build_warm_launcher,
 )
+from converged_bridge.backends.kueue.informers import KueueInformers, start_kueue_informers
 from converged_bridge.backends.kueue.intents import CreateAllocationJob, CreateObject, DeleteObject
 from converged_bridge.backends.kueue.operators import OPERATORS, KueueSite
 from converged_bridge.backends.kueue.operators.common import RunAs
@@ -29,26 +31,22 @@ from converged_bridge.backends.kueue.plan import KueueView, plan_kueue_cleanup, 
 from converged_bridge.errors import BackendError, InvalidStep, PermanentBackendError
 from converged_bridge.kube.core import AlreadyExists
 from converged_bridge.kube.objects import KubeObjects
-from converged_bridge.kube.pods import list_pods
 from converged_bridge.reconcile.intents import DONE, BackendIntent, Executed, Intent
 from converged_bridge.reconcile.status import StatusTiming, plan_failure
 from converged_bridge.timing import WallClock, utc_now
 from converged_bridge.wire import (
     JOBS,
     KUEUE_GROUP,
-    MANAGED_LABEL,
-    MANAGED_VALUE,
-    NAMESPACES,
     RUN_AS_GROUP_ANNOTATION,
     RUN_AS_NAME_ANNOTATION,
     RUN_AS_USER_ANNOTATION,
-    STEP_UID_LABEL,
     Kind,
 )
 
 log = logging.getLogger("converged.controller.kueue")
 
-SERVED_REFRESH_CYCLES = 30  # which operator kinds are served is probed again this often
+SYNC_WAIT = 20.0  # seconds the first observation waits for the informers' first LISTs (then: not observed)
+CREATED_KEPT_CYCLES = 30  # an object this process created counts as there this long before the watch shows it
 
 
 class KueueBackend:
@@ -63,6 +61,8 @@ class KueueBackend:
         workloads: Callable[[], Kind] = lambda: Kind(KUEUE_GROUP, "v1beta1", "workloads", "Workload"),
         clock: WallClock = utc_now,
         allocation_spool: str | None = None,
+        sync_wait: float = SYNC_WAIT,
+        wake: Callable[[], None] | None = None,
     ) -> None:
         self._objects = objects
         self._site = site
@@ -76,12 +76,17 @@ class KueueBackend:
         self._pods: dict[str, list[dict[str, Any]]] = {}  # step uid -> pods
         self._run_as: dict[str, RunAs] = {}  # namespace -> who its pods run as
         self._refused: dict[str, str] = {}  # allocation uid -> why the API server refused its Job
+        self._informers: KueueInformers | None = None  # started at the first observation
+        self._sync_wait = sync_wait
+        self._wake = wake  # told (on an informer's thread) when a step's object, Workload or pod changed
+        self._created: dict[tuple[str, str], tuple[dict[str, Any], int]] = {}  # (kind, uid) -> (object,
+        # the observation it was created after): what this process created and the watch has not shown
         self._keeper = AllocationKeeper(self, spool_root=allocation_spool)
 
     # --- observe ---
     def observe(self, steps: Sequence[WorkflowStep], allocations: Sequence[StepAllocation] = ()) -> None:
-        """One LIST per served operator kind, one of Workloads, one of step pods: a constant per cycle;
-        then the allocations' hand-over directories."""
+        """The informers' caches of the operator kinds, Workloads, step pods and Namespaces (each one
+        LIST, then a WATCH: no request per cycle); then the allocations' hand-over directories."""
         try:
             self._observe()
         except BackendError as e:
@@ -89,30 +94,33 @@ class KueueBackend:
             self._observed = False
         self._keeper.observe(allocations)
 
+    @property
+    def informers(self) -> KueueInformers | None:
+        """The informers behind the observations (None until the first)."""
+        return self._informers
+
     def _observe(self) -> None:
-        kinds = {o.kind.kind: o.kind for o in OPERATORS.values()} | {
-            o.workload_owner.kind: o.workload_owner for o in OPERATORS.values()
-        }
-        if self._served is None or self._observations % SERVED_REFRESH_CYCLES == 0:
-            self._served = frozenset(name for name, kind in kinds.items() if self._objects.served(kind))
+        if self._informers is None:
+            workloads = self._workload_kind()
+            self._informers = start_kueue_informers(self._objects, workloads, on_change=self._wake)
+        informers = self._informers
         self._observations += 1
-        selector = f"{MANAGED_LABEL}={MANAGED_VALUE}"
-        by_kind: dict[str, dict[str, dict[str, Any]]] = {}
-        for name in self._served:
-            by_kind[name] = {
-                o["metadata"]["labels"][STEP_UID_LABEL]: o
-                for o in self._objects.list_objects(kinds[name], label_selector=selector)
-                if o["metadata"].get("labels", {}).get(STEP_UID_LABEL)
-            }
-        workloads: dict[str, dict[str, Any]] = {}
-        for wl in self._objects.list_objects(self._workload_kind()):
-            for owner in wl["metadata"].get("ownerReferences", []):
-                workloads[owner["uid"]] = wl
-        pods: dict[str, list[dict[str, Any]]] = {}
-        for pod in list_pods(self._objects, STEP_UID_LABEL):
-            pods.setdefault(pod["metadata"]["labels"][STEP_UID_LABEL], []).append(pod)
-        run_as = map_run_as(self._objects.list_objects(NAMESPACES))
-        self._objects_by_kind, self._workloads, self._pods, self._run_as = by_kind, workloads, pods, run_as
+        wait, self._sync_wait = self._sync_wait, 0.0  # only the first observation waits (a LIST that
+        # keeps failing, e.g. forbidden, must not hold every cycle)
+        if not informers.synced(wait=wait):
+            self._observed = False  # never plan from part of the picture: wait for every first LIST
+            return
+        by_kind = informers.objects_by_step()
+        for (kind, uid), (obj, since) in list(self._created.items()):
+            if uid in by_kind.get(kind, {}) or self._observations - since > CREATED_KEPT_CYCLES:
+                del self._created[(kind, uid)]  # the watch brought it (or never will: list it as it is)
+            else:
+                by_kind.setdefault(kind, {})[uid] = obj
+        self._served = informers.served()
+        self._objects_by_kind = by_kind
+        self._workloads = informers.workloads_by_owner()
+        self._pods = informers.pods_by_step()
+        self._run_as = map_run_as(informers.namespaces.items())
         self._observed = True
 
     # --- decide ---
@@ -177,6 +185,7 @@ class KueueBackend:
         except PermanentBackendError as e:
             return str(e)
         self._objects_by_kind.setdefault(kind.kind, {})[uid] = created
+        self._created[(kind.kind, uid)] = (created, self._observations)  # until the watch brings it
         return None
 
     def _delete(self, intent: DeleteObject) -> Executed:
@@ -278,10 +287,12 @@ class KueueBackend:
         return None
 
     def forget(self, uid: str) -> None:
-        return None
+        for key in [k for k in self._created if k[1] == uid]:
+            del self._created[key]
 
     def close(self) -> None:
-        return None
+        if self._informers is not None:
+            self._informers.stop()
 
 
 def map_run_as(namespaces: Iterable[Mapping[str, Any]]) -> dict[str, RunAs]:
