@@ -477,3 +477,16 @@ def test_exit_code_of_the_command_is_the_jobs(tmp_path: Path) -> None:
         build_batch_script(step, make_cluster(ContainerRuntime.NONE), uid=UID, log_dir=LOG_DIR), workdir
     )
     assert done.returncode == 42
+
+
+def test_a_working_directory_sbatch_cannot_name_gets_its_log_relative_to_it() -> None:
+    """snakemake's own `test (with parenthese's)`: --output cannot be quoted, so the log inside the
+    working directory is named relative to it (Slurm resolves it against the job's working directory)."""
+    workdir = "/shared/test (with parenthese's)"
+    script = build_batch_script(
+        make_step(workingDir=workdir), make_cluster(), uid=UID, log_dir=f"{workdir}/.converged/logs"
+    )
+    assert f"#SBATCH --output=.converged/logs/converged-{UID}.log" in script.splitlines()
+    assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0
+    with pytest.raises(InvalidStep, match="inside the step's working directory"):
+        build_batch_script(make_step(workingDir=workdir), make_cluster(), uid=UID, log_dir="/logs (x)")

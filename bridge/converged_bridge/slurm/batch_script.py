@@ -28,6 +28,7 @@ import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
 from converged_bridge.api.meta import UID_PATTERN
 from converged_bridge.api.slurmcluster import ContainerRuntime, SlurmClusterSpec
@@ -74,10 +75,30 @@ def build_job_name(step: WorkflowStep) -> str:
 
 
 def build_log_path(log_dir: str, uid: str) -> str:
-    """Where the step's combined stdout and stderr go: `<log_dir>/converged-<uid>.log`."""
-    if not _LOG_DIR.fullmatch(log_dir):
-        raise InvalidStep("log_dir", f"{log_dir!r} must be an absolute path of [A-Za-z0-9_./+,:=@~-]")
+    """Where the step's combined stdout and stderr go: `<log_dir>/converged-<uid>.log` (absolute)."""
+    if not log_dir.startswith("/") or any(c in log_dir for c in "\n\r\0"):
+        raise InvalidStep("log_dir", f"{log_dir!r} must be an absolute path on one line")
     return f"{log_dir.rstrip('/')}/converged-{_checked_uid(uid)}.log"
+
+
+def build_sbatch_log_path(log_path: str, working_dir: str | None) -> str:
+    """`log_path` as `#SBATCH --output` can take it, unquoted: itself when it holds only
+    [A-Za-z0-9_./+,:=@~-] ('%' would start a Slurm filename pattern), else relative to the job's working
+    directory when it lies there (a workflow directory named `test (with parenthese's)`, say: Slurm
+    resolves a relative --output against the directory the job is submitted to run in)."""
+    if _LOG_DIR.fullmatch(log_path):
+        return log_path
+    if working_dir is not None:
+        path, base = PurePosixPath(log_path), PurePosixPath(working_dir)
+        if path.is_relative_to(base):
+            relative = str(path.relative_to(base))
+            if _LOG_DIR.fullmatch(f"/{relative}"):
+                return relative
+    raise InvalidStep(
+        "log_dir",
+        f"{log_path!r} must be a path of [A-Za-z0-9_./+,:=@~-] (#SBATCH --output cannot be quoted) "
+        "or lie inside the step's working directory",
+    )
 
 
 def build_batch_options(
@@ -87,7 +108,7 @@ def build_batch_options(
     resources = step.spec.resources
     placement = step.spec.slurm
     defaults = cluster.defaults
-    log_path = build_log_path(log_dir, uid)
+    log_path = build_sbatch_log_path(build_log_path(log_dir, uid), step.spec.working_dir)
 
     def placed(name: str) -> str | None:
         own = getattr(placement, name) if placement is not None else None

@@ -25,6 +25,7 @@ from converged_bridge.slurm.batch_script import (
     build_job_name,
     build_log_path,
     build_sbatch_directives,
+    build_sbatch_log_path,
     build_step_body,
 )
 from converged_bridge.slurm.container import LaunchRequest, build_container_launch
@@ -51,7 +52,7 @@ def build_allocation_options(
         count = slot.gpus * spec.slots
         gres = f"gpu:{slot.gpu_model}:{count}" if slot.gpu_model else f"gpu:{count}"
     name = "".join(c if c.isalnum() or c in "_.-" else "_" for c in f"alloc-{alloc.metadata.name}")
-    log_path = build_log_path(log_dir, uid)
+    log_path = build_sbatch_log_path(build_log_path(log_dir, uid), None)
     return BatchOptions(
         job_name=name[:JOB_NAME_MAX],
         comment=COMMENT_PREFIX + uid,
