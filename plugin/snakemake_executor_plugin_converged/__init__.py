@@ -58,6 +58,7 @@ from snakemake_executor_plugin_converged.settings import ExecutorSettings
 
 __all__ = ["Executor", "ExecutorSettings", "common_settings"]  # what snakemake reads of a plugin
 from snakemake_executor_plugin_converged.site import merge_site_defaults
+from snakemake_executor_plugin_converged.sources import share_runtime_source_cache
 from snakemake_executor_plugin_converged.status import State, map_step_outcome
 from snakemake_executor_plugin_converged.upfront import is_pending, read_upfront_resources
 
@@ -95,6 +96,7 @@ class Executor(RemoteExecutor):
             # cache (a 0700 temporary directory in the submitter's own cache) is never reachable from
             # there, so steps read the sources from the shared workflow directory instead.
             storage.shared_fs_usage = frozenset(storage.shared_fs_usage - {SharedFSUsage.SOURCE_CACHE})
+        share_runtime_source_cache(self.workflow, self.working_dir)  # the copies steps wait for
         self._python: str | None = None
         self._cancelling = False
         from converged_bridge.kube.core import current_namespace
