@@ -52,12 +52,19 @@ def kueue_queue(slurm_identities: dict[str, str]) -> dict[str, str]:
     return slurm_identities
 
 
+HOLDER_LABEL = "converged-test/quota-holder"
+
+
 def hold_quota(env: dict[str, str], name: str, cpus: int) -> None:
     """A plain Kueue Job that holds `cpus` of quota; kwok leaves its pod alone (status=custom)."""
     job = {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": name, "namespace": NS, "labels": {"kueue.x-k8s.io/queue-name": "default"}},
+        "metadata": {
+            "name": name,
+            "namespace": NS,
+            "labels": {"kueue.x-k8s.io/queue-name": "default", HOLDER_LABEL: "true"},
+        },
         "spec": {
             "suspend": True,
             "backoffLimit": 0,
@@ -88,6 +95,8 @@ def hold_quota(env: dict[str, str], name: str, cpus: int) -> None:
 def blocker(kueue_queue: dict[str, str]) -> Iterator[str]:
     """Quota held so that only 4 CPUs stay free on flavor kwok and 2 on kwok-gpu; yields the big holder."""
     big, spill = f"blocker-{uuid.uuid4().hex[:6]}", f"spill-{uuid.uuid4().hex[:6]}"
+    # holders a run cut short left behind would keep the quota (and this test's holders from admission)
+    kubectl(kueue_queue, "delete", "job", "-l", HOLDER_LABEL, "-n", NS, "--ignore-not-found", "--wait=true")
     hold_quota(kueue_queue, big, 20)  # kwok: 20 of 24
     hold_quota(kueue_queue, spill, 6)  # does not fit kwok any more: kwok-gpu, 6 of 8
     yield big
