@@ -29,6 +29,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from converged_bridge.api.stepallocation import StepAllocation
 from converged_bridge.api.workflowstep import Backend, WorkflowStep
 from converged_bridge.backends.base import BackendUnit
 from converged_bridge.controller.allocations import AllocationDriver
@@ -95,6 +96,7 @@ class Controller:
         self._echoes = AwaitedEchoes()  # our writes whose versions the watch has not brought back yet
         self._unserved: set[str] = set()  # uids of steps whose backend has no unit here (told once)
         self._wakeups = wakeups or Wakeups(queue.Queue())
+        self._polled_allocations: dict[Backend, list[StepAllocation]] = {}  # the last full cycle's
         self._events: queue.Queue[tuple[str, Any]] = self._wakeups.inbox  # the watch's events, and wakeups
         self._woken: set[Backend] = set()  # backends whose objects changed since their last cycle
         self._stop = threading.Event()
@@ -295,7 +297,12 @@ class Controller:
                 continue
             if only is None or step.spec.backend in only:
                 active.setdefault(step.spec.backend, []).append(step)
-        allocations = self.allocations.poll(self.steps) if only is None else {}
+        if only is None:
+            allocations = self.allocations.poll(self.steps)
+            self._polled_allocations = allocations
+        else:  # a woken cycle lists no allocations: its units keep seeing the last ones listed (an
+            # allocation missing from an observation reads as gone, and its waiting steps as ended)
+            allocations = {b: a for b, a in self._polled_allocations.items() if b in only}
         for backend in sorted(active.keys() | allocations.keys()):
             unit = self.units.get(backend)
             if unit is not None:  # steps of a backend without a unit: _decide says so
