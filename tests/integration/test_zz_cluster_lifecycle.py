@@ -49,6 +49,7 @@ EXPECTED = {
     "hpc2 slurmd h2big",
     "hpc2 slurmrestd",
     "hpc2 apptainer",
+    "registry",
     "user environment",
     "site daemon",
 }
